@@ -1,0 +1,18 @@
+"""Go-style durations (`48h`, `1h30m`, `90s`, `2d`) as used by the PackerBuilder spec."""
+
+import re
+from datetime import timedelta
+
+DURATION_PATTERN = r"^([0-9]+(d|h|m|s))+$"
+_PART = re.compile(r"([0-9]+)(d|h|m|s)")
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `48h`-style durations; raise ValueError with a readable message otherwise."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"{text!r} is not a duration such as 48h, 90m, 1h30m or 2d")
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(text))
+    if seconds <= 0:
+        raise ValueError(f"{text!r} must be longer than zero")
+    return timedelta(seconds=seconds)

@@ -1,0 +1,264 @@
+"""The PackerBuilder resource: spec and status models.
+
+These models are the single source of truth for the CRD schema (`scripts/gen_crd.py`).
+Field names follow the original operator so existing manifests keep working.
+"""
+
+import posixpath
+import re
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+
+from app.durations import DURATION_PATTERN, parse_duration
+
+API_GROUP = "ami.refresh.ops"
+API_VERSION = f"{API_GROUP}/v1alpha1"
+KIND = "PackerBuilder"
+
+DEFAULT_GIT_SYNC_IMAGE = "registry.k8s.io/git-sync/git-sync:v4.2.3"
+DEFAULT_MAX_FAILED_JOBS = 3
+
+_REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"
+# https://, ssh://, git:// or scp-like git@host:path; no whitespace, no option-looking values.
+_REPO_URL = r"^((https|ssh|git)://[A-Za-z0-9._~@:\[\]-]+(/[^\s]*)?|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$"
+# A git ref name as git-check-ref-format accepts it, minus the exotic corners.
+_BRANCH = r"^[A-Za-z0-9._/-]+$"
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+
+
+def _relative_inside_checkout(path: str) -> str:
+    normalized = posixpath.normpath(path)
+    if path.startswith("/") or normalized == ".." or normalized.startswith("../"):
+        raise ValueError(f"{path!r} must be a relative path inside the repository checkout")
+    return path
+
+
+def _valid_duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+def _matching(pattern: str, what: str) -> Any:
+    """A string constraint that names what was expected; the pattern still reaches the CRD schema."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return Annotated[str, AfterValidator(check), WithJsonSchema({"type": "string", "pattern": pattern})]
+
+
+CheckoutPath = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_relative_inside_checkout)]
+Duration = Annotated[
+    str, AfterValidator(_valid_duration), WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})
+]
+SecretName = Annotated[_matching(_DNS_SUBDOMAIN, "a Kubernetes object name"), Field(max_length=253)]
+RepoURL = _matching(_REPO_URL, "a git URL (https://, ssh://, git:// or git@host:path)")
+Branch = _matching(_BRANCH, "a branch name (letters, digits, '.', '_', '/', '-')")
+Region = _matching(_REGION, "an AWS region such as us-west-2")
+VariableName = _matching(_VARIABLE_NAME, "a Packer variable name")
+DnsLabel = _matching(_DNS_LABEL, "a DNS-1123 label")
+
+
+class _Model(BaseModel):
+    # Unknown fields are pruned by the API server's structural schema; ignoring them here keeps old
+    # manifests reconcilable while the CRD (generated from these models) stays authoritative.
+    model_config = ConfigDict(extra="ignore", use_enum_values=False, frozen=True)
+
+
+class SubCommand(StrEnum):
+    init = "init"
+    validate = "validate"
+    build = "build"
+
+
+class OnError(StrEnum):
+    """Packer's -on-error values; `ask` is excluded because it waits for a keyboard that a Job lacks."""
+
+    cleanup = "cleanup"
+    abort = "abort"
+    run_cleanup_provisioner = "run-cleanup-provisioner"
+
+
+class AmiFilter(_Model):
+    """One EC2 DescribeImages filter, e.g. {name: owner-id, values: ["602401143452"]}."""
+
+    name: str = Field(min_length=1, max_length=255)
+    values: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(min_length=1)
+
+
+class TimeOuts(_Model):
+    expiresIn: Duration = Field(
+        default="48h", description="How long a built AMI stays current before a rebuild (e.g. 48h, 7d)."
+    )
+    controllerTimer: Duration = Field(
+        default="5m", description="How often the builder is re-checked when nothing is happening."
+    )
+    buildTimeout: Duration = Field(
+        default="2h", description="Build Job deadline (activeDeadlineSeconds); Packer is stopped after it."
+    )
+
+
+class SlackNotifier(_Model):
+    channelIDs: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    secret: SecretName | None = Field(default=None, description="Secret holding the bot token under key `token`.")
+
+
+class Notifier(_Model):
+    slack: SlackNotifier | None = None
+
+
+class GitSync(_Model):
+    image: str = Field(default=DEFAULT_GIT_SYNC_IMAGE, min_length=1, description="git-sync v4 image.")
+    name: DnsLabel = Field(default="git-sync", max_length=63, description="Init container name.")
+    secret: SecretName | None = Field(
+        default=None, description="Secret with keys `username` and `token` for a private repository."
+    )
+
+
+class Command(_Model):
+    subCommand: SubCommand
+    args: list[str] = Field(default_factory=list, description="Extra arguments, each passed as one argument.")
+    color: bool = Field(default=False, description="false adds -color=false.")
+    debug: bool = Field(
+        default=False,
+        description=(
+            "Verbose Packer logging (PACKER_LOG=1). Packer's own -debug is not used: it pauses for "
+            "keyboard input between steps and would hang the Job."
+        ),
+    )
+    onError: OnError | None = Field(default=None, description="Packer -on-error (build only); `ask` is not allowed.")
+    variables: dict[VariableName, str] = Field(
+        default_factory=dict, description="Passed as -var name=value."
+    )
+    variablesFile: CheckoutPath | None = Field(default=None, description="Passed as -var-file=.")
+    variablesFiles: list[CheckoutPath] = Field(default_factory=list, description="Each passed as -var-file=.")
+
+
+class Builder(_Model):
+    repoURL: RepoURL = Field(max_length=2048, description="https://, ssh://, git:// or git@host:path.")
+    branch: Branch = Field(default="main", max_length=255)
+    image: str = Field(min_length=1, max_length=1024, description="Packer image, e.g. hashicorp/packer:1.11.")
+    dir: CheckoutPath = Field(default=".", description="Packer project directory inside the repository.")
+    secret: SecretName | None = Field(
+        default=None, description="Secret whose keys become the build's environment (AWS credentials)."
+    )
+    serviceAccountName: SecretName | None = Field(
+        default=None, description="Service account of the build pod (IRSA: eks.amazonaws.com/role-arn)."
+    )
+    commands: list[Command] = Field(default_factory=list)
+
+
+class PackerBuilderSpec(_Model):
+    amiFilters: list[AmiFilter] = Field(
+        default_factory=list, description="DescribeImages filters for the base AMI; empty = self-contained project."
+    )
+    clusterName: str = Field(default="", max_length=256)
+    timeOuts: TimeOuts = Field(default_factory=TimeOuts)
+    notifier: Notifier = Field(default_factory=Notifier)
+    gitSync: GitSync = Field(default_factory=GitSync)
+    maxNumberOfJobs: int = Field(
+        default=DEFAULT_MAX_FAILED_JOBS,
+        ge=1,
+        le=100,
+        description="Failed builds allowed per spec generation before giving up.",
+    )
+    region: Region = Field(description="AWS region the AMI is built and tagged in.")
+    builder: Builder
+
+
+class ConditionStatus(StrEnum):
+    true = "True"
+    false = "False"
+    unknown = "Unknown"
+
+
+class Condition(_Model):
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str
+    lastTransitionTime: str
+
+
+class JobStatus(StrEnum):
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+
+
+class PackerBuilderStatus(_Model):
+    """Everything the hook writes. Metacontroller replaces status whole, so each field is carried forward."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    buildID: str = ""
+    command: str = ""
+    conditions: list[Condition] = Field(default_factory=list)
+    failedJobCount: int = 0
+    jobID: str = ""
+    jobName: str = ""
+    jobStatus: JobStatus | None = None
+    lastRun: str = ""
+    lastRunBaseImageID: str = ""
+    lastRunBuiltImageID: str = ""
+    lastRunMessage: str = ""
+    lastRunStatus: JobStatus | None = None
+    state: str = ""
+    observedGeneration: int = 0
+
+
+class ObjectMeta(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(min_length=1)
+    namespace: str = "default"
+    uid: str = ""
+    generation: int = 0
+
+
+class SpecError(ValueError):
+    """An invalid spec, with the offending field spelled as in the manifest (`spec.builder.repoURL`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def parse_spec(raw: Any) -> PackerBuilderSpec:
+    """Validate a raw spec; raise SpecError naming the first offending field."""
+    if not isinstance(raw, dict):
+        raise SpecError("spec", "must be an object")
+    try:
+        return PackerBuilderSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = "spec" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "missing":
+            message = "is required"
+        raise SpecError(path, message) from exc
+
+
+def parse_status(raw: Any) -> PackerBuilderStatus:
+    """Best-effort read of the recorded status: a hand-edited or foreign status must not break a sync."""
+    if not isinstance(raw, dict):
+        return PackerBuilderStatus()
+    try:
+        return PackerBuilderStatus.model_validate(raw)
+    except ValidationError:
+        good = {}
+        for key, value in raw.items():
+            try:
+                PackerBuilderStatus.model_validate({key: value})
+            except ValidationError:
+                continue
+            good[key] = value
+        return PackerBuilderStatus.model_validate(good)
