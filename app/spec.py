@@ -107,7 +107,9 @@ class TimeOuts(_Model):
 
 class SlackNotifier(_Model):
     channelIDs: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
-    secret: SecretName | None = Field(default=None, description="Secret holding the bot token under key `token`.")
+    secret: SecretName | None = Field(
+        default=None, description="Secret holding the bot token under key `token`."
+    )
 
 
 class Notifier(_Model):
@@ -133,10 +135,10 @@ class Command(_Model):
             "keyboard input between steps and would hang the Job."
         ),
     )
-    onError: OnError | None = Field(default=None, description="Packer -on-error (build only); `ask` is not allowed.")
-    variables: dict[VariableName, str] = Field(
-        default_factory=dict, description="Passed as -var name=value."
+    onError: OnError | None = Field(
+        default=None, description="Packer -on-error (build only); `ask` is not allowed."
     )
+    variables: dict[VariableName, str] = Field(default_factory=dict, description="Passed as -var name=value.")
     variablesFile: CheckoutPath | None = Field(default=None, description="Passed as -var-file=.")
     variablesFiles: list[CheckoutPath] = Field(default_factory=list, description="Each passed as -var-file=.")
 
@@ -157,7 +159,8 @@ class Builder(_Model):
 
 class PackerBuilderSpec(_Model):
     amiFilters: list[AmiFilter] = Field(
-        default_factory=list, description="DescribeImages filters for the base AMI; empty = self-contained project."
+        default_factory=list,
+        description="DescribeImages filters for the base AMI; empty = self-contained project.",
     )
     clusterName: str = Field(default="", max_length=256)
     timeOuts: TimeOuts = Field(default_factory=TimeOuts)
