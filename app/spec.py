@@ -6,6 +6,7 @@ Field names follow the original operator so existing manifests keep working.
 
 import posixpath
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -42,8 +43,8 @@ def _valid_duration(text: str) -> str:
     return text
 
 
-def _matching(pattern: str, what: str) -> Any:
-    """A string constraint that names what was expected; the pattern still reaches the CRD schema."""
+def _matching(pattern: str, what: str) -> Callable[[str], str]:
+    """A string check that names what was expected (pydantic's own message only quotes the regex)."""
     compiled = re.compile(pattern)
 
     def check(value: str) -> str:
@@ -51,19 +52,40 @@ def _matching(pattern: str, what: str) -> Any:
             raise ValueError(f"{value!r} is not {what}")
         return value
 
-    return Annotated[str, AfterValidator(check), WithJsonSchema({"type": "string", "pattern": pattern})]
+    return check
+
+
+def _pattern(pattern: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "pattern": pattern})
 
 
 CheckoutPath = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_relative_inside_checkout)]
 Duration = Annotated[
     str, AfterValidator(_valid_duration), WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})
 ]
-SecretName = Annotated[_matching(_DNS_SUBDOMAIN, "a Kubernetes object name"), Field(max_length=253)]
-RepoURL = _matching(_REPO_URL, "a git URL (https://, ssh://, git:// or git@host:path)")
-Branch = _matching(_BRANCH, "a branch name (letters, digits, '.', '_', '/', '-')")
-Region = _matching(_REGION, "an AWS region such as us-west-2")
-VariableName = _matching(_VARIABLE_NAME, "a Packer variable name")
-DnsLabel = _matching(_DNS_LABEL, "a DNS-1123 label")
+SecretName = Annotated[
+    str,
+    AfterValidator(_matching(_DNS_SUBDOMAIN, "a Kubernetes object name")),
+    _pattern(_DNS_SUBDOMAIN),
+    Field(max_length=253),
+]
+RepoURL = Annotated[
+    str,
+    AfterValidator(_matching(_REPO_URL, "a git URL (https://, ssh://, git:// or git@host:path)")),
+    _pattern(_REPO_URL),
+]
+Branch = Annotated[
+    str,
+    AfterValidator(_matching(_BRANCH, "a branch name (letters, digits, '.', '_', '/', '-')")),
+    _pattern(_BRANCH),
+]
+Region = Annotated[
+    str, AfterValidator(_matching(_REGION, "an AWS region such as us-west-2")), _pattern(_REGION)
+]
+VariableName = Annotated[
+    str, AfterValidator(_matching(_VARIABLE_NAME, "a Packer variable name")), _pattern(_VARIABLE_NAME)
+]
+DnsLabel = Annotated[str, AfterValidator(_matching(_DNS_LABEL, "a DNS-1123 label")), _pattern(_DNS_LABEL)]
 
 
 class _Model(BaseModel):
