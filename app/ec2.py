@@ -1,0 +1,258 @@
+"""The EC2 adapter: the only module that talks to EC2.
+
+Every call is bounded (connect/read timeouts, few attempts) because it runs inside a Metacontroller hook
+with a 10 s budget, and every botocore failure leaves as an AwsError that says whether retrying can help.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    ConnectTimeoutError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
+from cachetools import TTLCache
+
+from app.spec import AmiFilter
+from app.tags import Image, parse_timestamp
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import FilterTypeDef, ImageTypeDef
+
+# Distinct (region, selector) pairs kept; far more than a cluster's worth of PackerBuilder selectors.
+_MAX_CACHED_SELECTORS = 1024
+_MAX_MESSAGE_LENGTH = 300
+# EC2 reads these characters in filter values as patterns, so values holding them are matched locally.
+_FILTER_PATTERN_CHARS = frozenset("*?\\")
+_TEMPORARY_CODES = frozenset(
+    {
+        "RequestLimitExceeded",
+        "Throttling",
+        "ThrottlingException",
+        "RequestThrottled",
+        "TooManyRequestsException",
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "Unavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+_URL_USERINFO = re.compile(r"//[^/@\s\"]+@")
+# Missing CreationDate (never seen from EC2, optional in its schema) sorts as the oldest image.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+CanonicalFilters = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+class AwsError(Exception):
+    """An EC2 call that failed; `temporary` says whether the same call may succeed later."""
+
+    def __init__(self, code: str, message: str, *, temporary: bool) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.temporary = temporary
+
+
+class ImageSource(Protocol):
+    """What the hook needs from EC2; `Ec2` is the real one, tests pass fakes."""
+
+    def newest_base_image(self, region: str, filters: Sequence[AmiFilter]) -> Image | None: ...
+
+    def managed_images(self, region: str, tags: Mapping[str, str]) -> list[Image]: ...
+
+    def images_by_id(self, region: str, image_ids: Sequence[str]) -> list[Image]: ...
+
+    def tag_images(self, region: str, image_ids: Sequence[str], tags: Mapping[str, str]) -> None: ...
+
+
+class Ec2:
+    """EC2 through boto3: one lazily created client per region, a TTL cache for base image lookups.
+
+    The endpoint comes from boto3 itself (AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL), so moto and real EC2
+    are configured the same way.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_image_ttl_seconds: float = 300,
+        connect_timeout: float = 1,
+        read_timeout: float = 2,
+        max_attempts: int = 2,
+        session: boto3.session.Session | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session or boto3.session.Session()
+        self._config = Config(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
+        )
+        self._clients: dict[str, EC2Client] = {}
+        self._lock = threading.Lock()
+        self._base_images: TTLCache[tuple[str, CanonicalFilters], Image | None] = TTLCache(
+            maxsize=_MAX_CACHED_SELECTORS, ttl=base_image_ttl_seconds, timer=clock
+        )
+        self._in_flight: dict[tuple[str, CanonicalFilters], Future[Image | None]] = {}
+
+    def newest_base_image(self, region: str, filters: Sequence[AmiFilter]) -> Image | None:
+        """The newest image the filters select (cached per region and selector), or None."""
+        if not filters:
+            # Without a selector DescribeImages lists every public AMI in the region.
+            return None
+        key = (region, canonical_filters(filters))
+        with self._lock:
+            if key in self._base_images:
+                return self._base_images[key]
+            pending = self._in_flight.get(key)
+            if pending is None:
+                pending = self._in_flight[key] = Future()
+                owner = True
+            else:
+                owner = False
+        if not owner:
+            # Builders sharing a selector wait for the one lookup in progress instead of repeating it,
+            # and share its failure too: waiting in turn for the same timeout would blow the hook budget.
+            return pending.result()
+        try:
+            image = self._newest(region, filters)
+        except BaseException as exc:
+            with self._lock:
+                del self._in_flight[key]
+            pending.set_exception(exc)
+            raise
+        with self._lock:
+            self._base_images[key] = image
+            del self._in_flight[key]
+        pending.set_result(image)
+        return image
+
+    def managed_images(self, region: str, tags: Mapping[str, str]) -> list[Image]:
+        """Our own AMIs carrying every one of `tags` exactly, newest first."""
+        server_side: list[FilterTypeDef] = [
+            {"Name": f"tag:{key}", "Values": [value]}
+            for key, value in sorted(tags.items())
+            if value and not _FILTER_PATTERN_CHARS & set(value)
+        ]
+        with _translated("DescribeImages", region):
+            images = self._describe(region, Owners=["self"], Filters=server_side)
+        # EC2 filters narrow the query; exact equality (empty values, literal `*`) is checked here.
+        mine = [image for image in images if all(image.tags.get(k) == v for k, v in tags.items())]
+        return sorted(mine, key=lambda image: (image.created_at, image.image_id), reverse=True)
+
+    def images_by_id(self, region: str, image_ids: Sequence[str]) -> list[Image]:
+        """The given AMIs in any state, in the order asked; ids EC2 does not know are left out."""
+        wanted = list(dict.fromkeys(image_ids))
+        if not wanted:
+            return []
+        # A filter, unlike ImageIds, does not fail the whole call when one id is unknown or malformed.
+        with _translated("DescribeImages", region):
+            images = self._describe(
+                region,
+                Filters=[{"Name": "image-id", "Values": wanted}],
+                IncludeDeprecated=True,
+                IncludeDisabled=True,
+            )
+        found = {image.image_id: image for image in images}
+        return [found[image_id] for image_id in wanted if image_id in found]
+
+    def tag_images(self, region: str, image_ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        """Set `tags` on the AMIs; repeating the call changes nothing."""
+        if not image_ids or not tags:
+            return
+        with _translated("CreateTags", region):
+            self._client(region).create_tags(
+                Resources=list(image_ids),
+                Tags=[{"Key": key, "Value": value} for key, value in sorted(tags.items())],
+            )
+
+    def _newest(self, region: str, filters: Sequence[AmiFilter]) -> Image | None:
+        with _translated("DescribeImages", region):
+            images = self._describe(
+                region, Filters=[{"Name": f.name, "Values": list(f.values)} for f in filters]
+            )
+        if not images:
+            return None
+        return max(images, key=lambda image: (image.creation_date, image.name, image.image_id))
+
+    def _describe(self, region: str, **params: Any) -> list[Image]:
+        pages = self._client(region).get_paginator("describe_images").paginate(**params)
+        return [to_image(raw) for page in pages for raw in page.get("Images", [])]
+
+    def _client(self, region: str) -> EC2Client:
+        # boto3 clients are thread-safe; creating them from a shared session is not.
+        with self._lock:
+            client = self._clients.get(region)
+            if client is None:
+                client = self._clients[region] = self._session.client(
+                    "ec2", region_name=region, config=self._config
+                )
+            return client
+
+
+def canonical_filters(filters: Sequence[AmiFilter]) -> CanonicalFilters:
+    """The selector as EC2 reads it: filters are ANDed and values ORed, so order does not matter."""
+    return tuple(sorted((f.name, tuple(sorted(set(f.values)))) for f in filters))
+
+
+def to_image(raw: ImageTypeDef) -> Image:
+    created = raw.get("CreationDate")
+    return Image(
+        image_id=raw["ImageId"],
+        state=raw.get("State", ""),
+        creation_date=parse_timestamp(created) if created else _EPOCH,
+        name=raw.get("Name", ""),
+        tags={tag["Key"]: tag.get("Value", "") for tag in raw.get("Tags", [])},
+    )
+
+
+@contextmanager
+def _translated(operation: str, region: str) -> Iterator[None]:
+    """Turn any botocore failure into an AwsError whose message names the call, never a credential."""
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = error.get("Code") or "Unknown"
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        temporary = code in _TEMPORARY_CODES or status >= 500
+        raise AwsError(code, _message(operation, region, error.get("Message") or code), temporary=temporary) from exc
+    except BotoCoreError as exc:
+        code, temporary = _classify(exc)
+        raise AwsError(code, _message(operation, region, str(exc)), temporary=temporary) from exc
+
+
+def _classify(exc: BotoCoreError) -> tuple[str, bool]:
+    if isinstance(exc, ReadTimeoutError):
+        return "ReadTimeout", True
+    if isinstance(exc, ConnectTimeoutError):
+        return "ConnectTimeout", True
+    if isinstance(exc, ConnectionError | HTTPClientError):
+        return type(exc).__name__, True
+    # Missing credentials or region, parameter validation: the same call fails again.
+    return type(exc).__name__, False
+
+
+def _message(operation: str, region: str, detail: str) -> str:
+    text = f"EC2 {operation} in {region}: {_URL_USERINFO.sub('//', detail)}"
+    if len(text) > _MAX_MESSAGE_LENGTH:
+        text = text[: _MAX_MESSAGE_LENGTH - 3] + "..."
+    return text

@@ -1,0 +1,63 @@
+"""Helpers for tests that talk to the moto server: clients, "built by Packer" AMIs, tag reads."""
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+SAMPLE_AMIS_PATH = Path(__file__).resolve().parent.parent / "app" / "sample_amis.json"
+SAMPLE_AMIS: list[dict[str, Any]] = json.loads(SAMPLE_AMIS_PATH.read_text(encoding="utf-8"))
+
+REGION = "us-west-2"
+EKS_OWNER = "602401143452"
+EKS_130_X86_FILTERS = [
+    {"name": "name", "values": ["amazon-eks-node-al2023-x86_64-standard-1.30*"]},
+    {"name": "owner-id", "values": [EKS_OWNER]},
+]
+NEWEST_EKS_130_X86 = "ami-0a1f30a1b2c3d4e03"
+NEWEST_EKS_130_X86_NAME = "amazon-eks-node-al2023-x86_64-standard-1.30-v20241024"
+OLDEST_EKS_130_X86 = "ami-0a1f30a1b2c3d4e01"
+
+
+def ec2_client(endpoint: str, region: str = REGION) -> "EC2Client":
+    """A client aimed at `endpoint` whatever the environment says."""
+    return boto3.session.Session().client(
+        "ec2",
+        region_name=region,
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def register_built_ami(
+    client: "EC2Client",
+    name: str,
+    *,
+    tags: Mapping[str, str] | None = None,
+    base_image_id: str = NEWEST_EKS_130_X86,
+) -> str:
+    """Do what a Packer amazon-ebs build does (launch the base, snapshot it, terminate); return the AMI id.
+
+    The AMI is owned by moto's own account (`Owners=["self"]`) and its CreationDate is now.
+    """
+    reservation = client.run_instances(ImageId=base_image_id, MinCount=1, MaxCount=1, InstanceType="t3.micro")
+    instance_id = reservation["Instances"][0]["InstanceId"]
+    extra: dict[str, Any] = {}
+    if tags:
+        extra["TagSpecifications"] = [
+            {"ResourceType": "image", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ]
+    image_id = client.create_image(InstanceId=instance_id, Name=name, **extra)["ImageId"]
+    client.terminate_instances(InstanceIds=[instance_id])
+    return image_id
+
+
+def tags_of(client: "EC2Client", image_id: str) -> dict[str, str]:
+    images = client.describe_images(ImageIds=[image_id])["Images"]
+    return {tag["Key"]: tag.get("Value", "") for tag in images[0].get("Tags", [])}

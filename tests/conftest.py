@@ -1,0 +1,94 @@
+"""Shared fixtures: a real moto server (subprocess) seeded with EKS-like base AMIs, and an AWS env for it."""
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.aws import REGION, SAMPLE_AMIS_PATH
+
+_STARTUP_SECONDS = 30
+# The server is on loopback: a proxy from the environment must not get in the way.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers(url: str) -> bool:
+    try:
+        with _DIRECT.open(f"{url}/moto-api/", timeout=1):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a moto server whose every region holds the AMIs of app/sample_amis.json.
+
+    moto reads MOTO_AMIS_PATH when its EC2 backends start (and again after each reset), replacing its
+    default AMI catalogue with ours.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log: Path = tmp_path_factory.mktemp("moto") / "server.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env={"MOTO_AMIS_PATH": str(SAMPLE_AMIS_PATH), "PATH": "/usr/bin:/bin"},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + _STARTUP_SECONDS
+        while not _answers(url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"moto server did not start:\n{log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture
+def moto_reset(moto_server: str) -> str:
+    """The moto server URL, emptied of everything tests created; the seeded AMIs are reloaded."""
+    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    with _DIRECT.open(request, timeout=5):
+        pass
+    return moto_server
+
+
+@pytest.fixture
+def ec2_env(monkeypatch: pytest.MonkeyPatch, moto_reset: str) -> str:
+    """Point boto3's EC2 at the freshly reset moto server through the environment; yields its URL.
+
+    Only EC2 is redirected (AWS_ENDPOINT_URL_EC2), the way an operator would configure it; local AWS
+    config files and profiles are hidden so a developer's setup cannot leak in.
+    """
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", moto_reset)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    return moto_reset
