@@ -1,0 +1,60 @@
+"""Status conditions whose lastTransitionTime changes only when their status does."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.spec import Condition, ConditionStatus
+from app.tags import format_timestamp
+
+READY = "Ready"
+FLIGHT_CHECK_FAILED = "FlightCheckFailed"
+JOB_RUNNING = "JobRunning"
+JOB_FAILED = "JobFailed"
+MAX_FAILED_JOBS = "MaxFailedJobsReached"
+BASE_IMAGE_NOT_FOUND = "BaseImageNotFound"
+WAITING_FOR_IMAGE = "WaitingForImage"
+INVALID_SPEC = "InvalidSpec"
+AWS_ERROR = "AWSError"
+
+
+@dataclass(frozen=True)
+class Wanted:
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+def true(kind: str, message: str, reason: str | None = None) -> Wanted:
+    return Wanted(kind, ConditionStatus.true, reason or kind, message)
+
+
+def ready(is_ready: bool, reason: str, message: str) -> Wanted:
+    return Wanted(READY, ConditionStatus.true if is_ready else ConditionStatus.false, reason, message)
+
+
+def merge(previous: list[Condition], wanted: list[Wanted], now: datetime) -> list[Condition]:
+    """Ready first, the rest by type; conditions that no longer apply are dropped."""
+    before = {condition.type: condition for condition in previous}
+    merged = []
+    for item in wanted:
+        old = before.get(item.type)
+        since = old.lastTransitionTime if old and old.status == item.status else format_timestamp(now)
+        merged.append(
+            Condition(
+                type=item.type,
+                status=item.status,
+                reason=item.reason,
+                message=item.message,
+                lastTransitionTime=since,
+            )
+        )
+    return sorted(merged, key=lambda c: (c.type != READY, c.type))
+
+
+def since(previous: list[Condition], kind: str) -> str | None:
+    """When a condition last became True, if it is."""
+    for condition in previous:
+        if condition.type == kind and condition.status == ConditionStatus.true:
+            return condition.lastTransitionTime
+    return None

@@ -1,0 +1,106 @@
+"""FastAPI wiring: Metacontroller's hooks and the health endpoints. No decisions are made here."""
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from app import reconcile
+from app.build import LABEL_OWNER_UID
+from app.decide import Decision
+from app.ec2 import Ec2, ImageSource
+from app.hooks import CustomizeRequest, CustomizeResponse, HookRequest, RelatedResourceRule
+from app.settings import Settings
+from app.spec import PackerBuilderStatus
+
+log = logging.getLogger("app")
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def status_json(status: PackerBuilderStatus) -> dict[str, Any]:
+    """The status as written: complete, with no nulls or empty strings/lists (counts stay, even 0)."""
+    dumped = status.model_dump(mode="json")
+    return {k: v for k, v in dumped.items() if v not in (None, "", [])}
+
+
+def _response(decision: Decision) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "status": status_json(decision.status),
+        "children": list(decision.children),
+        "resyncAfterSeconds": decision.resync_seconds,
+    }
+    if decision.finalized is not None:
+        body["finalized"] = decision.finalized
+    return body
+
+
+def create_app(
+    settings: Settings | None = None, images: ImageSource | None = None, clock: Clock = _utc_now
+) -> FastAPI:
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    source: ImageSource = images or Ec2(
+        base_image_ttl_seconds=settings.base_image_cache_seconds,
+        connect_timeout=settings.aws_connect_timeout,
+        read_timeout=settings.aws_read_timeout,
+        max_attempts=settings.aws_max_attempts,
+    )
+    api = FastAPI(
+        title="PackerBuilder hook",
+        summary="Metacontroller CompositeController hooks that keep fresh, tagged AMIs built by Packer.",
+        version="0.1.0",
+    )
+
+    @api.exception_handler(RequestValidationError)
+    async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
+        ]
+        return JSONResponse(
+            status_code=422,
+            content={"error": "not a Metacontroller hook request", "problems": problems[:10]},
+        )
+
+    @api.post("/sync")
+    def sync(request: HookRequest) -> dict[str, Any]:
+        """Sync hook: the Jobs that must exist for this PackerBuilder and its status."""
+        return _response(reconcile.sync(request, source, clock()))
+
+    @api.post("/finalize")
+    def finalize(request: HookRequest) -> dict[str, Any]:
+        """Finalize hook: `finalized: true` once no build of this PackerBuilder is running."""
+        return _response(reconcile.finalize(request, clock()))
+
+    @api.post("/customize", response_model_exclude_none=True)
+    def customize(request: CustomizeRequest) -> CustomizeResponse:
+        """Customize hook: ask for the Pods of this builder's Jobs, to read the built AMI they report."""
+        meta = request.parent.metadata
+        pods = RelatedResourceRule(
+            apiVersion="v1",
+            resource="pods",
+            namespace=meta.namespace,
+            labelSelector={"matchLabels": {LABEL_OWNER_UID: meta.uid}},
+        )
+        return CustomizeResponse(relatedResources=[pods])
+
+    @api.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz")
+    def readyz() -> dict[str, str]:
+        return {"status": "ready"}
+
+    return api
+
+
+app = create_app()
