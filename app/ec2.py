@@ -25,6 +25,7 @@ from botocore.exceptions import (
     HTTPClientError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 from cachetools import TTLCache
 
 from app.spec import AmiFilter
@@ -234,10 +235,15 @@ def _translated(operation: str, region: str) -> Iterator[None]:
         code = error.get("Code") or "Unknown"
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         temporary = code in _TEMPORARY_CODES or status >= 500
-        raise AwsError(code, _message(operation, region, error.get("Message") or code), temporary=temporary) from exc
+        raise AwsError(
+            code, _message(operation, region, error.get("Message") or code), temporary=temporary
+        ) from exc
     except BotoCoreError as exc:
         code, temporary = _classify(exc)
         raise AwsError(code, _message(operation, region, str(exc)), temporary=temporary) from exc
+    except ResponseParserError as exc:
+        # Not EC2 talking (a proxy's error page, a cut-off body); whatever sits in between may recover.
+        raise AwsError("InvalidResponse", _message(operation, region, str(exc)), temporary=True) from exc
 
 
 def _classify(exc: BotoCoreError) -> tuple[str, bool]:
@@ -252,7 +258,8 @@ def _classify(exc: BotoCoreError) -> tuple[str, bool]:
 
 
 def _message(operation: str, region: str, detail: str) -> str:
-    text = f"EC2 {operation} in {region}: {_URL_USERINFO.sub('//', detail)}"
+    flat = " ".join(_URL_USERINFO.sub("//", detail).split())
+    text = f"EC2 {operation} in {region}: {flat}"
     if len(text) > _MAX_MESSAGE_LENGTH:
         text = text[: _MAX_MESSAGE_LENGTH - 3] + "..."
     return text

@@ -1,6 +1,6 @@
 """Run the hook on a laptop: an embedded moto EC2 with sample EKS base AMIs, no AWS account needed.
 
-    python -m app.local [--port 8080]
+python -m app.local [--port 8080]
 """
 
 import argparse
@@ -23,7 +23,7 @@ def start_local_ec2() -> "ThreadedMotoServer":
     # moto reads MOTO_AMIS_PATH when its EC2 module is imported and when backends start, so it is set
     # before moto is imported here.
     os.environ["MOTO_AMIS_PATH"] = str(SAMPLE_AMIS_PATH)
-    from moto.server import ThreadedMotoServer
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -1,6 +1,7 @@
 """The EC2 adapter against a real moto server through real boto3, plus faults injected on the wire."""
 
 import http.server
+import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 
 from app.ec2 import AwsError, Ec2, ImageSource
 from app.spec import AmiFilter
@@ -31,8 +33,6 @@ from tests.conftest import free_port
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzSECRETKEY"
 SEED_FILTERS = [AmiFilter.model_validate(f) for f in EKS_130_X86_FILTERS]
-# The default budget: what a hook sync pays per call when EC2 misbehaves.
-BOUNDED = {"connect_timeout": 1.0, "read_timeout": 2.0, "max_attempts": 2}
 
 
 class Clock:
@@ -52,7 +52,7 @@ class Sends:
         self.delay = 0.0
         session.events.register(f"before-send.ec2.{operation}", self._before_send)
 
-    def _before_send(self, **_: Any) -> AWSResponse | None:
+    def _before_send(self, **_: Any) -> Any:  # a returned AWSResponse is used instead of sending
         self.count += 1
         time.sleep(self.delay)
         return self.answer
@@ -67,7 +67,9 @@ class _Body:
 
 
 def ec2_response(status: int, xml: str) -> AWSResponse:
-    return AWSResponse("https://ec2.invalid/", status, {"Content-Type": "text/xml"}, _Body(xml.encode()))
+    headers = HTTPHeaders()
+    headers["Content-Type"] = "text/xml"
+    return AWSResponse("https://ec2.invalid/", status, headers, _Body(xml.encode()))
 
 
 def ec2_error(status: int, code: str) -> AWSResponse:
@@ -98,7 +100,9 @@ def session(ec2_env: str) -> boto3.session.Session:
 # --- base image lookup ------------------------------------------------------------------------------
 
 
-def test_newest_base_image_is_the_newest_130_x86_image_of_the_eks_account(session: boto3.session.Session) -> None:
+def test_newest_base_image_is_the_newest_130_x86_image_of_the_eks_account(
+    session: boto3.session.Session,
+) -> None:
     image = Ec2(session=session).newest_base_image(REGION, SEED_FILTERS)
 
     assert image is not None
@@ -215,11 +219,19 @@ def test_one_client_per_region(session: boto3.session.Session) -> None:
 # --- our AMIs ------------------------------------------------------------------------------------------
 
 
-def test_managed_images_need_all_five_tags_exactly_newest_first(ec2_env: str, session: boto3.session.Session) -> None:
+def test_managed_images_need_all_five_tags_exactly_newest_first(
+    ec2_env: str, session: boto3.session.Session
+) -> None:
     client = ec2_client(ec2_env)
-    older = register_built_ami(client, "a-1", tags={**management(), "create-timestamp": "2024-11-01T10:00:00Z"})
-    newer = register_built_ami(client, "a-2", tags={**management(), "create-timestamp": "2024-11-03T10:00:00Z"})
-    middle = register_built_ami(client, "a-3", tags={**management(), "create-timestamp": "2024-11-02T10:00:00Z"})
+    older = register_built_ami(
+        client, "a-1", tags={**management(), "create-timestamp": "2024-11-01T10:00:00Z"}
+    )
+    newer = register_built_ami(
+        client, "a-2", tags={**management(), "create-timestamp": "2024-11-03T10:00:00Z"}
+    )
+    middle = register_built_ami(
+        client, "a-3", tags={**management(), "create-timestamp": "2024-11-02T10:00:00Z"}
+    )
     four_of_five = management()
     del four_of_five["packer-repo-branch"]
     register_built_ami(client, "partial", tags=four_of_five)
@@ -236,11 +248,19 @@ def test_managed_images_need_all_five_tags_exactly_newest_first(ec2_env: str, se
     assert images[0].tags["created-by"] == "builder-a"
 
 
-def test_managed_images_match_literally_empty_and_pattern_like_values(ec2_env: str, session: boto3.session.Session) -> None:
+def test_managed_images_match_literally_empty_and_pattern_like_values(
+    ec2_env: str, session: boto3.session.Session
+) -> None:
     client = ec2_client(ec2_env)
-    mine = register_built_ami(client, "mine", tags=management(**{"cluster-name": "", "packer-repo": "https://g/*"}))
-    register_built_ami(client, "named-cluster", tags=management(**{"cluster-name": "prod", "packer-repo": "https://g/*"}))
-    register_built_ami(client, "wildcard-match", tags=management(**{"cluster-name": "", "packer-repo": "https://g/x"}))
+    mine = register_built_ami(
+        client, "mine", tags=management(**{"cluster-name": "", "packer-repo": "https://g/*"})
+    )
+    register_built_ami(
+        client, "named-cluster", tags=management(**{"cluster-name": "prod", "packer-repo": "https://g/*"})
+    )
+    register_built_ami(
+        client, "wildcard-match", tags=management(**{"cluster-name": "", "packer-repo": "https://g/x"})
+    )
 
     images = Ec2(session=session).managed_images(
         REGION, management(**{"cluster-name": "", "packer-repo": "https://g/*"})
@@ -271,7 +291,11 @@ def test_images_by_id_of_nothing_asks_nothing(session: boto3.session.Session) ->
 def test_tag_images_is_idempotent_and_keeps_other_tags(ec2_env: str, session: boto3.session.Session) -> None:
     client = ec2_client(ec2_env)
     image_id = register_built_ami(client, "built", tags={"keep": "me"})
-    lifecycle = {"status": "active", "create-timestamp": "2024-11-03T10:00:00Z", "base-ami": NEWEST_EKS_130_X86}
+    lifecycle = {
+        "status": "active",
+        "create-timestamp": "2024-11-03T10:00:00Z",
+        "base-ami": NEWEST_EKS_130_X86,
+    }
     ec2 = Ec2(session=session)
 
     ec2.tag_images(REGION, [image_id], lifecycle)
@@ -297,7 +321,7 @@ def assert_clean(error: AwsError) -> None:
 @pytest.mark.usefixtures("secret_env")
 def test_unreachable_endpoint_is_temporary_and_quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", f"http://127.0.0.1:{free_port()}")
-    ec2 = Ec2(**BOUNDED)
+    ec2 = Ec2()
 
     started = time.monotonic()
     with pytest.raises(AwsError) as caught:
@@ -307,6 +331,42 @@ def test_unreachable_endpoint_is_temporary_and_quick(monkeypatch: pytest.MonkeyP
     assert caught.value.code == "EndpointConnectionError"
     assert caught.value.temporary
     assert elapsed < 1.0
+    assert_clean(caught.value)
+
+
+@pytest.fixture
+def unanswered_endpoint() -> Iterator[str]:
+    """A port whose accept queue is full: the kernel drops further SYNs, so connecting hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(address)
+        fillers.append(filler)
+    yield f"http://127.0.0.1:{address[1]}"
+    for sock in [*fillers, listener]:
+        sock.close()
+
+
+@pytest.mark.usefixtures("secret_env")
+def test_unanswered_connect_times_out_as_temporary_within_the_budget(
+    monkeypatch: pytest.MonkeyPatch, unanswered_endpoint: str
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", unanswered_endpoint)
+    ec2 = Ec2(connect_timeout=0.5, read_timeout=0.5, max_attempts=2)
+
+    started = time.monotonic()
+    with pytest.raises(AwsError) as caught:
+        ec2.images_by_id(REGION, [NEWEST_EKS_130_X86])
+    elapsed = time.monotonic() - started
+
+    assert caught.value.code == "ConnectTimeout"
+    assert caught.value.temporary
+    assert 1.0 <= elapsed < 0.5 * 2 + 0.5
     assert_clean(caught.value)
 
 
@@ -354,7 +414,7 @@ def test_slow_endpoint_times_out_as_temporary_within_the_budget(
 def test_throttling_is_temporary_after_a_bounded_number_of_attempts() -> None:
     session = boto3.session.Session()
     sends = Sends(session, "DescribeImages", answer=ec2_error(503, "RequestLimitExceeded"))
-    ec2 = Ec2(session=session, **BOUNDED)
+    ec2 = Ec2(session=session)
 
     started = time.monotonic()
     with pytest.raises(AwsError) as caught:
@@ -382,7 +442,7 @@ def test_throttling_is_temporary_after_a_bounded_number_of_attempts() -> None:
 def test_error_responses_are_classified(status: int, code: str, temporary: bool, attempts: int) -> None:
     session = boto3.session.Session()
     sends = Sends(session, "CreateTags", answer=ec2_error(status, code))
-    ec2 = Ec2(session=session, **BOUNDED)
+    ec2 = Ec2(session=session)
 
     with pytest.raises(AwsError) as caught:
         ec2.tag_images(REGION, [NEWEST_EKS_130_X86], {"status": "active"})
@@ -393,13 +453,27 @@ def test_error_responses_are_classified(status: int, code: str, temporary: bool,
     assert_clean(caught.value)
 
 
+@pytest.mark.usefixtures("secret_env")
+def test_a_response_that_is_not_ec2_is_temporary() -> None:
+    session = boto3.session.Session()
+    Sends(session, "DescribeImages", answer=ec2_response(200, "<html>captive portal</html"))
+
+    with pytest.raises(AwsError) as caught:
+        Ec2(session=session).managed_images(REGION, management())
+
+    assert caught.value.code == "InvalidResponse"
+    assert caught.value.temporary
+    assert "\n" not in caught.value.message
+    assert_clean(caught.value)
+
+
 @pytest.mark.usefixtures("ec2_env")
 def test_missing_credentials_are_permanent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
 
     with pytest.raises(AwsError) as caught:
-        Ec2(**BOUNDED).images_by_id(REGION, [NEWEST_EKS_130_X86])
+        Ec2().images_by_id(REGION, [NEWEST_EKS_130_X86])
 
     assert caught.value.code == "NoCredentialsError"
     assert not caught.value.temporary
@@ -423,9 +497,15 @@ def test_local_mode_serves_the_sample_eks_images() -> None:
         "print(sorted(image['ImageId'] for image in images))\n"
         "server.stop()\n"
     )
-    env = {"PATH": "/usr/bin:/bin", "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    }
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True,
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
         text=True,
         timeout=60,
         check=True,
