@@ -331,11 +331,16 @@ class _Reconcile:
                 count = max(count, job.attempt + 1)
         return count
 
-    def _last_failure_at(self, replaces: str) -> datetime | None:
+    def _last_failure_at(self, replaces: str, outcome: _Outcome | None) -> datetime | None:
         failed = [
             j
             for j in self.finished
-            if j.phase is Phase.failed and j.generation == self.meta.generation and j.replaces_ami == replaces
+            if (
+                j.phase is Phase.failed
+                or (outcome is not None and outcome.kind == "failed" and outcome.job is j)
+            )
+            and j.generation == self.meta.generation
+            and j.replaces_ami == replaces
         ]
         if failed and failed[-1].finished_at is not None:
             return failed[-1].finished_at
@@ -419,11 +424,10 @@ class _Reconcile:
                 "lastRunMessage": f"Built {outcome.image_id} from {job.base_ami or 'the template source'}{duration}",
             }
         else:
-            replaces = job.replaces_ami
-            generation_matches = job.generation == self.meta.generation
-            count = self._failed_count(replaces) if generation_matches else self.previous.failedJobCount
-            if generation_matches and replaces == self.previous.lastRunBuiltImageID:
-                count = max(count, job.attempt + 1)
+            # A failure of an older spec generation is reported but does not count: a new spec gets a new budget.
+            count = 0
+            if job.generation == self.meta.generation:
+                count = max(self._failed_count(job.replaces_ami), job.attempt + 1)
             fields |= {
                 "failedJobCount": count,
                 "lastRunMessage": f"Build {job.name} failed: {outcome.reason}",
@@ -459,17 +463,19 @@ class _Reconcile:
                 self._ready_condition(current),
                 cond.true(cond.JOB_RUNNING, f"Job {job.name} is building an AMI"),
             ],
-            **recorded,
-            jobName=job.name,
-            jobID=job.job_id or self.previous.jobID,
-            buildID=job.build_id or self.previous.buildID,
-            jobStatus=JobStatus.running,
-            lastRunStatus=JobStatus.running,
-            lastRunBaseImageID=job.base_ami or self.previous.lastRunBaseImageID,
-            command=job.command or self.previous.command,
-            lastRun=self._started(job),
-            lastRunMessage=f"Build {job.name} is running",
-            state=STATE_JOB_RUNNING,
+            **{
+                **recorded,
+                "jobName": job.name,
+                "jobID": job.job_id or self.previous.jobID,
+                "buildID": job.build_id or self.previous.buildID,
+                "jobStatus": JobStatus.running,
+                "lastRunStatus": JobStatus.running,
+                "lastRunBaseImageID": job.base_ami or self.previous.lastRunBaseImageID,
+                "command": job.command or self.previous.command,
+                "lastRun": self._started(job),
+                "lastRunMessage": f"Build {job.name} is running",
+                "state": STATE_JOB_RUNNING,
+            },
         )
         return Decision(
             self._children(outcome, recorded_now), status, min(RUNNING_RESYNC, self.timer), effects
@@ -515,8 +521,7 @@ class _Reconcile:
                     f"Latest Created AMI {current.image_id} has not expired and is active",
                 ),
             ],
-            **fields,
-            state=state,
+            **{**fields, "state": state},
         )
         until_expiry = _ceil_seconds(current.expires_at(self.expires_in) - self.now)
         return Decision(self._children(outcome, recorded_now), status, min(self.timer, until_expiry), effects)
@@ -554,22 +559,18 @@ class _Reconcile:
                         f"{count} of {limit} builds failed; no more builds until the spec changes",
                     ),
                 ],
-                **recorded,
-                failedJobCount=count,
-                state=STATE_MAX_FAILED,
+                **{**recorded, "failedJobCount": count, "state": STATE_MAX_FAILED},
             )
             return Decision(children, status, self.timer, effects)
         if count > 0:
-            failed_at = self._last_failure_at(replaces)
+            failed_at = self._last_failure_at(replaces, outcome)
             delay = min(RETRY_BACKOFF * 2 ** (count - 1), RETRY_BACKOFF_CAP)
             if failed_at is not None and self.now < failed_at + delay:
                 retry_at = failed_at + delay
                 message = f"{count} of {limit} builds failed; retrying at {format_timestamp(retry_at)}"
                 status = self._status(
                     [ready, cond.true(cond.JOB_FAILED, message)],
-                    **recorded,
-                    failedJobCount=count,
-                    state=STATE_JOB_FAILED,
+                    **{**recorded, "failedJobCount": count, "state": STATE_JOB_FAILED},
                 )
                 return Decision(children, status, _ceil_seconds(retry_at - self.now), effects)
         base_ami: str | None = None
@@ -581,8 +582,7 @@ class _Reconcile:
                         ready,
                         cond.true(cond.BASE_IMAGE_NOT_FOUND, f"No AMI in {self.region} matches {filters}"),
                     ],
-                    **recorded,
-                    state=STATE_NO_BASE,
+                    **{**recorded, "state": STATE_NO_BASE},
                 )
                 return Decision(children, status, self.timer, effects)
             base_ami = self.facts.base_image.image_id
@@ -609,20 +609,22 @@ class _Reconcile:
                 self._ready_condition(None),
                 cond.true(cond.JOB_RUNNING, f"Job {plan.job_name} is building an AMI"),
             ],
-            **(recorded or {}),
-            jobName=plan.job_name,
-            jobID=plan.job_id,
-            buildID=plan.build_id,
-            jobStatus=JobStatus.running,
-            lastRunStatus=JobStatus.running,
-            lastRunBaseImageID=plan.base_ami or "",
-            command=command,
-            failedJobCount=plan.attempt,
-            lastRun=self.previous.lastRun
-            if same_job and self.previous.lastRun
-            else format_timestamp(self.now),
-            lastRunMessage=f"Build {plan.job_name} started (attempt {plan.attempt + 1} of {limit})",
-            state=state,
+            **{
+                **(recorded or {}),
+                "jobName": plan.job_name,
+                "jobID": plan.job_id,
+                "buildID": plan.build_id,
+                "jobStatus": JobStatus.running,
+                "lastRunStatus": JobStatus.running,
+                "lastRunBaseImageID": plan.base_ami or "",
+                "command": command,
+                "failedJobCount": plan.attempt,
+                "lastRun": self.previous.lastRun
+                if same_job and self.previous.lastRun
+                else format_timestamp(self.now),
+                "lastRunMessage": f"Build {plan.job_name} started (attempt {plan.attempt + 1} of {limit})",
+                "state": state,
+            },
         )
         children = self._children(outcome, recorded_now, extra=job)
         return Decision(children, status, min(RUNNING_RESYNC, self.timer), effects)

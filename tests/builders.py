@@ -1,0 +1,198 @@
+"""Builders for hook requests and the Kubernetes objects in them, shaped like what Metacontroller sends.
+
+They add only what the API server would add to a Job we asked for (uid, status, generated labels), so a test
+reads as "the Job from the last response, now running / succeeded / failed".
+"""
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.build import LABEL_BUILD_ID, PACKER_CONTAINER
+from app.spec import parse_spec
+from app.tags import Image, format_timestamp, management_tags
+from tests.seed import SEED_SPEC
+
+UID = "6f1c2b9e-3f39-4a53-9d55-0d4c2f8f2a11"
+NAME = "packer-builder-local"
+NAMESPACE = "ami-builds"
+T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
+
+
+def parent(
+    spec: dict[str, Any] | None = None,
+    status: dict[str, Any] | None = None,
+    generation: int = 1,
+    name: str = NAME,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "ami.refresh.ops/v1alpha1",
+        "kind": "PackerBuilder",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "uid": UID,
+            "generation": generation,
+            "creationTimestamp": "2026-11-01T00:00:00Z",
+        },
+        "spec": copy.deepcopy(SEED_SPEC if spec is None else spec),
+    }
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+def request(
+    parent_obj: dict[str, Any],
+    jobs: list[dict[str, Any]] | None = None,
+    pods: list[dict[str, Any]] | None = None,
+    v2_keys: bool = False,
+) -> dict[str, Any]:
+    def key(obj: dict[str, Any]) -> str:
+        meta = obj["metadata"]
+        return f"{meta.get('namespace', NAMESPACE)}/{meta['name']}" if v2_keys else str(meta["name"])
+
+    return {
+        "controller": {"metadata": {"name": "packerbuilder-controller"}},
+        "parent": parent_obj,
+        "children": {"Job.batch/v1": {key(j): j for j in jobs or []}},
+        "related": {"Pod.v1": {key(p): p for p in pods or []}},
+        "finalizing": False,
+    }
+
+
+def observed(desired: dict[str, Any], created: datetime = T0) -> dict[str, Any]:
+    """A desired Job as the API server returns it right after creation."""
+    job = copy.deepcopy(desired)
+    uid = "job-uid-" + job["metadata"]["name"]
+    meta = job["metadata"]
+    meta |= {"uid": uid, "resourceVersion": "101", "creationTimestamp": format_timestamp(created)}
+    meta["labels"] |= {
+        "controller-uid": uid,
+        "job-name": meta["name"],
+        "batch.kubernetes.io/job-name": meta["name"],
+    }
+    meta["ownerReferences"] = [
+        {
+            "apiVersion": "ami.refresh.ops/v1alpha1",
+            "kind": "PackerBuilder",
+            "name": NAME,
+            "uid": UID,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    job["spec"]["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    job["spec"]["template"]["metadata"]["labels"] |= {
+        "controller-uid": uid,
+        "batch.kubernetes.io/job-name": meta["name"],
+    }
+    job["status"] = {}
+    return job
+
+
+def running(desired: dict[str, Any], started: datetime = T0) -> dict[str, Any]:
+    job = observed(desired, started)
+    job["status"] = {"active": 1, "startTime": format_timestamp(started), "ready": 1}
+    return job
+
+
+def succeeded(
+    desired: dict[str, Any], started: datetime = T0, finished: datetime | None = None
+) -> dict[str, Any]:
+    finished = finished or started + timedelta(minutes=25)
+    job = observed(desired, started)
+    job["status"] = {
+        "startTime": format_timestamp(started),
+        "completionTime": format_timestamp(finished),
+        "succeeded": 1,
+        "conditions": [
+            {
+                "type": "SuccessCriteriaMet",
+                "status": "True",
+                "lastTransitionTime": format_timestamp(finished),
+            },
+            {"type": "Complete", "status": "True", "lastTransitionTime": format_timestamp(finished)},
+        ],
+    }
+    return job
+
+
+def failed(
+    desired: dict[str, Any],
+    started: datetime = T0,
+    finished: datetime | None = None,
+    reason: str = "BackoffLimitExceeded",
+) -> dict[str, Any]:
+    finished = finished or started + timedelta(minutes=5)
+    job = observed(desired, started)
+    job["status"] = {
+        "startTime": format_timestamp(started),
+        "failed": 1,
+        "conditions": [
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": reason,
+                "message": "Job has reached the specified backoff limit",
+                "lastTransitionTime": format_timestamp(finished),
+            },
+        ],
+    }
+    return job
+
+
+def deleting(job: dict[str, Any]) -> dict[str, Any]:
+    job = copy.deepcopy(job)
+    job["metadata"]["deletionTimestamp"] = "2026-11-20T12:30:00Z"
+    return job
+
+
+def build_pod(job: dict[str, Any], message: str, exit_code: int = 0) -> dict[str, Any]:
+    """The Job's pod after the Packer container ended with this termination message."""
+    name = job["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{name}-x7k2p",
+            "namespace": NAMESPACE,
+            "labels": {**job["spec"]["template"]["metadata"]["labels"], "job-name": name},
+        },
+        "status": {
+            "phase": "Succeeded" if exit_code == 0 else "Failed",
+            "containerStatuses": [
+                {
+                    "name": PACKER_CONTAINER,
+                    "state": {
+                        "terminated": {"exitCode": exit_code, "reason": "Completed", "message": message}
+                    },
+                }
+            ],
+        },
+    }
+
+
+def build_id_of(job: dict[str, Any]) -> str:
+    return str(job["metadata"]["labels"][LABEL_BUILD_ID])
+
+
+def base_image(image_id: str = "ami-0base0000000000001", created: datetime = T0 - timedelta(days=3)) -> Image:
+    return Image(image_id, "available", created, "amazon-eks-node-al2023-x86_64-standard-1.30-v20261101")
+
+
+def managed_image(
+    image_id: str,
+    created: datetime,
+    status: str = "active",
+    spec: dict[str, Any] | None = None,
+    state: str = "available",
+    extra: dict[str, str] | None = None,
+) -> Image:
+    tags = {
+        **management_tags(NAME, parse_spec(spec or SEED_SPEC)),
+        "status": status,
+        "create-timestamp": format_timestamp(created),
+        **(extra or {}),
+    }
+    return Image(image_id, state, created, "opsy-built", tags)
