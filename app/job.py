@@ -31,12 +31,13 @@ from app.build import (
     BuildPlan,
 )
 from app.durations import parse_duration
-from app.spec import API_GROUP, Command, PackerBuilderSpec, SpecError, SubCommand
+from app.spec import API_GROUP, Command, PackerBuilderSpec, SubCommand
 
 # The PackerBuilder a Job builds for, for people reading Jobs (ownerReferences are Metacontroller's).
 ANNOTATION_BUILDER = f"{API_GROUP}/builder"
 
 TERMINATION_LOG = "/dev/termination-log"
+DEFAULT_GIT_SYNC_NAME = "git-sync"
 WORKSPACE = "/workspace"
 GIT_ROOT = f"{WORKSPACE}/git"
 GIT_LINK = "repo"
@@ -118,14 +119,15 @@ def _command_argv(command: Command, facts: Sequence[str]) -> list[str]:
 
 def _packer_argvs(spec: PackerBuilderSpec, base_ami: str | None) -> list[list[str]]:
     """init, validate, build in that order; a subcommand not listed runs in its default form."""
-    if spec.amiFilters and not base_ami:
-        raise ValueError("spec.amiFilters is set but no base AMI was given")
     listed: dict[SubCommand, Command] = {}
     for command in spec.builder.commands:
         listed.setdefault(command.subCommand, command)  # the first entry for a subcommand wins
     # -var rather than PKR_VAR_*: Packer rejects an undeclared -var, so a template that forgot to
-    # declare ami_id fails loudly instead of silently building from its own hard-coded AMI.
-    facts = ["-var", f"ami_id={base_ami}", "-var", f"region={spec.region}"] if spec.amiFilters else []
+    # declare ami_id fails loudly instead of silently building from its own hard-coded AMI. Without a
+    # base AMI (none found yet) nothing is passed, so a template that needs one fails in validate.
+    facts = []
+    if spec.amiFilters and base_ami:
+        facts = ["-var", f"ami_id={base_ami}", "-var", f"region={spec.region}"]
     return [_command_argv(listed.get(sub) or Command(subCommand=sub), facts) for sub in _ORDER]
 
 
@@ -274,7 +276,9 @@ def _git_sync_container(spec: PackerBuilderSpec) -> tuple[dict[str, Any], list[d
             }
         )
     container = {
-        "name": git.name,
+        # Container names are unique across a pod; the build container's name is part of the contract
+        # with the sync hook (it reads that container's termination message), so the init one gives way.
+        "name": git.name if git.name != PACKER_CONTAINER else DEFAULT_GIT_SYNC_NAME,
         "image": git.image,
         "env": env,
         "volumeMounts": mounts,
@@ -331,8 +335,6 @@ def render_job(
     parent_name: str, namespace: str, uid: str, spec: PackerBuilderSpec, plan: BuildPlan
 ) -> dict[str, Any]:
     """The batch/v1 Job for one build attempt; deterministic, with no nulls and no empty values."""
-    if spec.gitSync.name == PACKER_CONTAINER:
-        raise SpecError("spec.gitSync.name", f"{PACKER_CONTAINER!r} is the name of the build container")
     labels = {
         LABEL_OWNER_UID: uid,
         LABEL_BUILD_ID: plan.build_id,
