@@ -29,6 +29,9 @@ _BRANCH = r"^[A-Za-z0-9._/-]+$"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+_SNS_TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
+# Deliberately loose: SES is the judge of deliverability; this only catches obvious typos.
+_EMAIL = r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$"
 
 
 def _relative_inside_checkout(path: str) -> str:
@@ -86,6 +89,12 @@ VariableName = Annotated[
     str, AfterValidator(_matching(_VARIABLE_NAME, "a Packer variable name")), _pattern(_VARIABLE_NAME)
 ]
 DnsLabel = Annotated[str, AfterValidator(_matching(_DNS_LABEL, "a DNS-1123 label")), _pattern(_DNS_LABEL)]
+TopicArn = Annotated[
+    str, AfterValidator(_matching(_SNS_TOPIC_ARN, "an SNS topic ARN")), _pattern(_SNS_TOPIC_ARN)
+]
+EmailAddress = Annotated[
+    str, AfterValidator(_matching(_EMAIL, "an email address such as ops@example.com")), _pattern(_EMAIL)
+]
 
 
 class _Model(BaseModel):
@@ -130,12 +139,33 @@ class TimeOuts(_Model):
 class SlackNotifier(_Model):
     channelIDs: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     secret: SecretName | None = Field(
-        default=None, description="Secret holding the bot token under key `token`."
+        default=None,
+        description="Secret holding the bot token under key `token`; unset: the service's SLACK_BOT_TOKEN.",
     )
+
+
+class SnsNotifier(_Model):
+    topicARN: TopicArn = Field(
+        max_length=1024, description="SNS topic to publish to; its region is the one in the ARN."
+    )
+
+
+class SesNotifier(_Model):
+    # `from` is a Python keyword, hence the alias; manifests spell it `from`.
+    sender: EmailAddress = Field(alias="from", max_length=320, description="A verified SES identity.")
+    to: list[Annotated[EmailAddress, Field(max_length=320)]] = Field(min_length=1, max_length=50)
+    region: Region | None = Field(default=None, description="SES region; defaults to spec.region.")
+
+
+class DiscordNotifier(_Model):
+    secret: SecretName = Field(description="Secret holding the Discord webhook URL under key `webhookURL`.")
 
 
 class Notifier(_Model):
     slack: SlackNotifier | None = None
+    sns: SnsNotifier | None = None
+    ses: SesNotifier | None = None
+    discord: DiscordNotifier | None = None
 
 
 class GitSync(_Model):
