@@ -1,6 +1,7 @@
 """Helpers for tests that talk to the moto server: clients, "built by Packer" AMIs, tag reads."""
 
 import json
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,14 @@ EKS_130_X86_FILTERS = [
 NEWEST_EKS_130_X86 = "ami-0a1f30a1b2c3d4e03"
 NEWEST_EKS_130_X86_NAME = "amazon-eks-node-al2023-x86_64-standard-1.30-v20241024"
 OLDEST_EKS_130_X86 = "ami-0a1f30a1b2c3d4e01"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (until someone binds it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def ec2_client(endpoint: str, region: str = REGION) -> "EC2Client":

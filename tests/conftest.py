@@ -1,6 +1,5 @@
 """Shared fixtures: a real moto server (subprocess) seeded with EKS-like base AMIs, and an AWS env for it."""
 
-import socket
 import subprocess
 import sys
 import time
@@ -11,18 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.aws import REGION, SAMPLE_AMIS_PATH
+from tests.aws import REGION, SAMPLE_AMIS_PATH, free_port
 
 _STARTUP_SECONDS = 30
 # The server is on loopback: a proxy from the environment must not get in the way.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _answers(url: str) -> bool:

@@ -26,10 +26,10 @@ from tests.aws import (
     OLDEST_EKS_130_X86,
     REGION,
     ec2_client,
+    free_port,
     register_built_ami,
     tags_of,
 )
-from tests.conftest import free_port
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzSECRETKEY"
 SEED_FILTERS = [AmiFilter.model_validate(f) for f in EKS_130_X86_FILTERS]
