@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -329,17 +329,6 @@ class _Dumper(yaml.SafeDumper):
 def render() -> str:
     body = yaml.dump(crd(), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
     return HEADER + body
-
-
-def walk_schema(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every (path, node) of a structural schema; tests use it to check the committed CRD."""
-    yield path, node
-    for name, sub in node.get("properties", {}).items():
-        yield from walk_schema(sub, f"{path}.{name}")
-    if isinstance(node.get("additionalProperties"), dict):
-        yield from walk_schema(node["additionalProperties"], f"{path}.*")
-    if isinstance(node.get("items"), dict):
-        yield from walk_schema(node["items"], f"{path}[]")
 
 
 def main(argv: list[str] | None = None) -> int:
