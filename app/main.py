@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import reconcile
 from app.build import LABEL_OWNER_UID
@@ -43,6 +44,26 @@ def _response(decision: Decision) -> dict[str, Any]:
     return body
 
 
+HOOK_PATHS = frozenset({"/sync", "/customize", "/finalize"})
+
+
+class JsonHookBodies:
+    """Read hook bodies as JSON whatever their Content-Type.
+
+    `curl -d @request.json` (the way people debug a hook) sends form encoding, and FastAPI would then
+    reject a perfectly good JSON body.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in HOOK_PATHS:
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+            scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None, images: ImageSource | None = None, clock: Clock = _utc_now
 ) -> FastAPI:
@@ -59,6 +80,7 @@ def create_app(
         summary="Metacontroller CompositeController hooks that keep fresh, tagged AMIs built by Packer.",
         version="0.1.0",
     )
+    api.add_middleware(JsonHookBodies)
 
     @api.exception_handler(RequestValidationError)
     async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,11 +2,14 @@
 
 import json
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -70,3 +73,40 @@ def register_built_ami(
 def tags_of(client: "EC2Client", image_id: str) -> dict[str, str]:
     images = client.describe_images(ImageIds=[image_id])["Images"]
     return {tag["Key"]: tag.get("Value", "") for tag in images[0].get("Tags", [])}
+
+
+class Sends:
+    """Counts (and optionally answers) requests of one EC2 operation at the last moment before the wire."""
+
+    def __init__(self, session: boto3.session.Session, operation: str, answer: AWSResponse | None = None):
+        self.count = 0
+        self.answer = answer
+        self.delay = 0.0
+        session.events.register(f"before-send.ec2.{operation}", self._before_send)
+
+    def _before_send(self, **_: Any) -> Any:  # a returned AWSResponse is used instead of sending
+        self.count += 1
+        time.sleep(self.delay)
+        return self.answer
+
+
+class _Body:
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._content
+
+
+def ec2_response(status: int, xml: str) -> AWSResponse:
+    headers = HTTPHeaders()
+    headers["Content-Type"] = "text/xml"
+    return AWSResponse("https://ec2.invalid/", status, headers, _Body(xml.encode()))
+
+
+def ec2_error(status: int, code: str) -> AWSResponse:
+    return ec2_response(
+        status,
+        f"<Response><Errors><Error><Code>{code}</Code><Message>{code} happened</Message></Error></Errors>"
+        "<RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>",
+    )

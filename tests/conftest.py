@@ -1,12 +1,15 @@
 """Shared fixtures: a real moto server (subprocess) seeded with EKS-like base AMIs, and an AWS env for it."""
 
+import http.server
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,7 +64,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def moto_reset(moto_server: str) -> str:
     """The moto server URL, emptied of everything tests created; the seeded AMIs are reloaded."""
-    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")  # noqa: S310
+    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
     with _DIRECT.open(request, timeout=5):
         pass
     return moto_server
@@ -84,3 +87,25 @@ def ec2_env(monkeypatch: pytest.MonkeyPatch, moto_reset: str) -> str:
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REGION"):
         monkeypatch.delenv(name, raising=False)
     return moto_reset
+
+
+@pytest.fixture
+def slow_endpoint() -> Iterator[str]:
+    """An HTTP server that accepts connections and answers long after any sane read timeout."""
+    release = threading.Event()
+
+    class Stall(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            release.wait(30)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stall)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    release.set()
+    server.shutdown()
+    server.server_close()

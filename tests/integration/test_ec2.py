@@ -1,6 +1,5 @@
 """The EC2 adapter against a real moto server through real boto3, plus faults injected on the wire."""
 
-import http.server
 import socket
 import subprocess
 import sys
@@ -9,12 +8,9 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
-from botocore.compat import HTTPHeaders
 
 from app.ec2 import AwsError, Ec2, ImageSource
 from app.spec import AmiFilter
@@ -25,7 +21,10 @@ from tests.aws import (
     NEWEST_EKS_130_X86_NAME,
     OLDEST_EKS_130_X86,
     REGION,
+    Sends,
     ec2_client,
+    ec2_error,
+    ec2_response,
     free_port,
     register_built_ami,
     tags_of,
@@ -41,43 +40,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Sends:
-    """Counts (and optionally answers) requests of one EC2 operation at the last moment before the wire."""
-
-    def __init__(self, session: boto3.session.Session, operation: str, answer: AWSResponse | None = None):
-        self.count = 0
-        self.answer = answer
-        self.delay = 0.0
-        session.events.register(f"before-send.ec2.{operation}", self._before_send)
-
-    def _before_send(self, **_: Any) -> Any:  # a returned AWSResponse is used instead of sending
-        self.count += 1
-        time.sleep(self.delay)
-        return self.answer
-
-
-class _Body:
-    def __init__(self, content: bytes) -> None:
-        self._content = content
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._content
-
-
-def ec2_response(status: int, xml: str) -> AWSResponse:
-    headers = HTTPHeaders()
-    headers["Content-Type"] = "text/xml"
-    return AWSResponse("https://ec2.invalid/", status, headers, _Body(xml.encode()))
-
-
-def ec2_error(status: int, code: str) -> AWSResponse:
-    return ec2_response(
-        status,
-        f"<Response><Errors><Error><Code>{code}</Code><Message>{code} happened</Message></Error></Errors>"
-        "<RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>",
-    )
 
 
 def management(created_by: str = "builder-a", **overrides: str) -> dict[str, str]:
@@ -368,28 +330,6 @@ def test_unanswered_connect_times_out_as_temporary_within_the_budget(
     assert caught.value.temporary
     assert 1.0 <= elapsed < 0.5 * 2 + 0.5
     assert_clean(caught.value)
-
-
-@pytest.fixture
-def slow_endpoint() -> Iterator[str]:
-    """An HTTP server that accepts connections and answers long after any sane read timeout."""
-    release = threading.Event()
-
-    class Stall(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            release.wait(30)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stall)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    release.set()
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.mark.usefixtures("secret_env")
