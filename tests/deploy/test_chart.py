@@ -1,0 +1,273 @@
+"""helm/packer-builder: lint, render and validate the chart the way `helm install` would see it."""
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.manifests import (
+    ALL_ON_VALUES,
+    CHART,
+    COMPOSITE_CONTROLLER_FILE,
+    CRD_FILE,
+    Manifest,
+    load_all,
+    load_yaml,
+    run_helm,
+    validation_errors,
+)
+
+ROOT = CHART.parents[1]
+VALUES_FILES = {"defaults": [], "all-on": ["-f", str(ALL_ON_VALUES)]}
+
+
+@pytest.fixture(scope="module")
+def helm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("helm-home")
+
+
+def render(
+    helm_home: Path, *args: str, release: str = "packer-builder", namespace: str = "packer-builder"
+) -> list[Manifest]:
+    result = run_helm(helm_home, "template", release, str(CHART), "--namespace", namespace, *args)
+    assert result.returncode == 0, result.stderr
+    return load_all(result.stdout)
+
+
+def by_kind(objects: list[Manifest]) -> dict[str, Manifest]:
+    kinds: dict[str, Manifest] = {}
+    for obj in objects:
+        assert obj["kind"] not in kinds, f"two {obj['kind']} objects"
+        kinds[obj["kind"]] = obj
+    return kinds
+
+
+@pytest.fixture(scope="module")
+def defaults(helm_home: Path) -> dict[str, Manifest]:
+    return by_kind(render(helm_home))
+
+
+@pytest.fixture(scope="module")
+def all_on(helm_home: Path) -> dict[str, Manifest]:
+    return by_kind(render(helm_home, *VALUES_FILES["all-on"], release="ops", namespace="ami-hooks"))
+
+
+@pytest.mark.parametrize("values", sorted(VALUES_FILES))
+def test_helm_lint_strict(helm_home: Path, values: str) -> None:
+    result = run_helm(helm_home, "lint", "--strict", str(CHART), *VALUES_FILES[values])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout
+    assert "[ERROR]" not in result.stdout
+
+
+@pytest.mark.parametrize("values", sorted(VALUES_FILES))
+def test_every_rendered_object_validates(helm_home: Path, values: str) -> None:
+    objects = render(helm_home, "--include-crds", *VALUES_FILES[values])
+    assert objects
+    errors = {f"{obj['kind']}/{obj['metadata']['name']}": validation_errors(obj) for obj in objects}
+    assert {name: found for name, found in errors.items() if found} == {}
+
+
+def test_default_render_has_exactly_the_expected_objects(defaults: dict[str, Manifest]) -> None:
+    assert set(defaults) == {
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "CompositeController",
+    }
+
+
+def test_all_on_render_adds_the_service_monitor(all_on: dict[str, Manifest]) -> None:
+    monitor = all_on["ServiceMonitor"]
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s"}
+    ]
+    assert monitor["spec"]["selector"]["matchLabels"] == all_on["Service"]["spec"]["selector"]
+
+
+def test_crd_is_shipped_in_crds_dir(helm_home: Path) -> None:
+    objects = render(helm_home, "--include-crds")
+    (crd,) = [obj for obj in objects if obj["kind"] == "CustomResourceDefinition"]
+    assert crd == load_yaml(CRD_FILE)
+
+
+def _container(deployment: Manifest) -> Manifest:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert isinstance(container, dict)
+    return container
+
+
+def test_deployment_is_hardened(defaults: dict[str, Manifest]) -> None:
+    deployment = defaults["Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    security = _container(deployment)["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["runAsNonRoot"] is True
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    resources = _container(deployment)["resources"]
+    assert resources["requests"]["cpu"]
+    assert resources["requests"]["memory"]
+    assert resources["limits"]["memory"]
+
+
+def test_probes_hit_healthz_and_readyz(defaults: dict[str, Manifest]) -> None:
+    container = _container(defaults["Deployment"])
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+def _env(container: Manifest) -> dict[str, Any]:
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container["env"]}
+
+
+def test_settings_reach_the_container_as_env(
+    defaults: dict[str, Manifest], all_on: dict[str, Manifest]
+) -> None:
+    env = _env(_container(defaults["Deployment"]))
+    assert env == {
+        "PORT": "8080",
+        "WEB_CONCURRENCY": "1",
+        "LOG_LEVEL": "INFO",
+        "BASE_IMAGE_CACHE_SECONDS": "300",
+    }
+    env = _env(_container(all_on["Deployment"]))
+    assert env["PORT"] == "9090"
+    assert env["WEB_CONCURRENCY"] == "2"
+    assert env["AWS_REGION"] == "us-west-2"
+    assert env["SLACK_API_URL"] == "https://slack.example.com/api/"
+    assert env["NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert _container(all_on["Deployment"])["ports"][0]["containerPort"] == 9090
+
+
+def test_image_defaults_to_app_version_and_digest_wins(
+    defaults: dict[str, Manifest], all_on: dict[str, Manifest]
+) -> None:
+    app_version = load_yaml(CHART / "Chart.yaml")["appVersion"]
+    assert _container(defaults["Deployment"])["image"] == f"packer-builder-hook:{app_version}"
+    assert _container(all_on["Deployment"])["image"].endswith("@sha256:" + "0123456789abcdef" * 4)
+
+
+def test_app_version_is_the_project_version() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    version = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE)
+    assert version is not None
+    assert load_yaml(CHART / "Chart.yaml")["appVersion"] == version.group(1)
+
+
+def test_service_account_irsa_annotation(defaults: dict[str, Manifest], all_on: dict[str, Manifest]) -> None:
+    assert "annotations" not in defaults["ServiceAccount"]["metadata"]
+    account = all_on["ServiceAccount"]
+    assert account["metadata"]["name"] == "ami-packer-hook-sa"
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == (
+        "arn:aws:iam::111122223333:role/packer-builder-hook"
+    )
+    assert all_on["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"] == "ami-packer-hook-sa"
+
+
+def test_network_policy_admits_only_metacontroller(
+    defaults: dict[str, Manifest], all_on: dict[str, Manifest]
+) -> None:
+    policy = defaults["NetworkPolicy"]["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["podSelector"]["matchLabels"] == defaults["Deployment"]["spec"]["selector"]["matchLabels"]
+    (rule,) = policy["ingress"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "metacontroller"}}}
+    ]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    first, monitoring = all_on["NetworkPolicy"]["spec"]["ingress"]
+    assert first["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "platform-metacontroller"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "metacontroller"}},
+        }
+    ]
+    assert monitoring["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+
+
+def test_pdb_selects_the_hook_pods(defaults: dict[str, Manifest]) -> None:
+    pdb = defaults["PodDisruptionBudget"]["spec"]
+    assert pdb["minAvailable"] == 1
+    assert pdb["selector"]["matchLabels"] == defaults["Deployment"]["spec"]["selector"]["matchLabels"]
+
+
+def test_service_routes_to_the_hook_port(defaults: dict[str, Manifest]) -> None:
+    service = defaults["Service"]["spec"]
+    assert service["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    assert service["selector"] == defaults["Deployment"]["spec"]["selector"]["matchLabels"]
+
+
+def test_composite_controller_is_wired_to_the_release_service(all_on: dict[str, Manifest]) -> None:
+    service = all_on["Service"]
+    for hook in ("sync", "customize", "finalize"):
+        webhook = all_on["CompositeController"]["spec"]["hooks"][hook]["webhook"]
+        assert webhook["service"] == {
+            "name": service["metadata"]["name"],
+            "namespace": "ami-hooks",
+            "port": service["spec"]["ports"][0]["port"],
+        }
+        assert webhook["path"] == f"/{hook}"
+        assert webhook["timeout"] == "8s"
+    assert all_on["CompositeController"]["spec"]["resyncPeriodSeconds"] == 300
+
+
+def test_chart_controller_equals_the_standalone_manifest(defaults: dict[str, Manifest]) -> None:
+    """`helm install packer-builder -n packer-builder` and `kubectl apply -f metacontroller/` agree."""
+    rendered = defaults["CompositeController"]
+    standalone = load_yaml(COMPOSITE_CONTROLLER_FILE)
+    assert rendered["spec"] == standalone["spec"]
+    assert rendered["metadata"]["name"] == standalone["metadata"]["name"]
+
+
+WRONG_VALUES = {
+    "replicas not a number": "replicaCount=two",
+    "zero replicas": "replicaCount=0",
+    "unknown key": "replicas=2",
+    "pull policy": "image.pullPolicy=Sometimes",
+    "log level": "hook.logLevel=verbose",
+    "role arn": "serviceAccount.roleArn=packer-role",
+    "hook timeout": "metacontroller.hookTimeout=10",
+    "metacontroller namespace": "metacontroller.namespace=Meta_Controller",
+    "service port": "service.port=70000",
+    "privileged port": "hook.port=80",
+    "region": "hook.awsRegion=Oregon",
+    "root user": "runAsUser=0",
+    "scrape interval": "serviceMonitor.interval=often",
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_VALUES))
+def test_wrong_values_fail_at_install_time(helm_home: Path, case: str) -> None:
+    result = run_helm(helm_home, "template", "x", str(CHART), "--set", WRONG_VALUES[case])
+    assert result.returncode != 0, f"accepted {WRONG_VALUES[case]}"
+    assert "values don't meet the specifications of the schema" in result.stderr
+
+
+def test_values_schema_describes_every_default_value() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values) <= set(schema["properties"])
+    assert set(schema["required"]) <= set(values)
+
+
+def test_values_yaml_is_documented_line_by_line() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    for number, line in enumerate(lines):
+        if re.match(r"^\s*[A-Za-z][\w.-]*:", line):
+            above = lines[number - 1].strip() if number else ""
+            assert above.startswith("#"), f"values.yaml:{number + 1} `{line.strip()}` has no comment above it"
