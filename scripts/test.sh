@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Set up everything from nothing (uv, the locked virtualenv, helm) and run every check and test.
+# This is the README's test command and what CI runs.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if ! command -v uv >/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
+fi
+export UV_PYTHON_DOWNLOADS=never  # use the machine's Python 3.11/3.12; never fetch one
+
+uv sync --locked --quiet
+bash scripts/install-helm.sh
+
+echo "== ruff"
+uv run ruff check .
+uv run ruff format --check .
+echo "== mypy --strict"
+uv run mypy
+echo "== CRD in sync with the models"
+uv run python scripts/gen_crd.py --check
+echo "== pytest"
+uv run pytest "$@"
