@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 
 from app.spec import API_GROUP
+from app.spec import PACKER_CONTAINER as PACKER_CONTAINER  # noqa: PLC0414 - one name for both containers
 
 LABEL_OWNER_UID = f"{API_GROUP}/owner-uid"
 LABEL_BUILD_ID = f"{API_GROUP}/build-id"
@@ -23,7 +24,6 @@ ANNOTATION_BASE_AMI = f"{API_GROUP}/base-ami"
 ANNOTATION_REPLACES = f"{API_GROUP}/replaces-ami"
 ANNOTATION_COMMAND = f"{API_GROUP}/command"
 
-PACKER_CONTAINER = "packer"
 MAX_NAME = 63
 JOB_ID_LENGTH = 8
 

@@ -10,7 +10,15 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 
 from app.durations import DURATION_PATTERN, parse_duration
 
@@ -20,6 +28,9 @@ KIND = "PackerBuilder"
 
 DEFAULT_GIT_SYNC_IMAGE = "registry.k8s.io/git-sync/git-sync:v4.2.3"
 DEFAULT_MAX_FAILED_JOBS = 3
+# repoURL, branch and clusterName become AMI tag values, which EC2 caps at 256 characters.
+TAG_VALUE_MAX = 256
+PACKER_CONTAINER = "packer"
 
 _REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"
 # https://, ssh://, git:// or scp-like git@host:path; no whitespace, no option-looking values.
@@ -58,8 +69,11 @@ def _matching(pattern: str, what: str) -> Callable[[str], str]:
     return check
 
 
-def _pattern(pattern: str) -> WithJsonSchema:
-    return WithJsonSchema({"type": "string", "pattern": pattern})
+def _pattern(pattern: str, max_length: int | None = None) -> WithJsonSchema:
+    schema: dict[str, Any] = {"type": "string", "pattern": pattern}
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    return WithJsonSchema(schema)
 
 
 CheckoutPath = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_relative_inside_checkout)]
@@ -175,6 +189,13 @@ class GitSync(_Model):
         default=None, description="Secret with keys `username` and `token` for a private repository."
     )
 
+    @field_validator("name")
+    @classmethod
+    def _not_the_build_container(cls, name: str) -> str:
+        if name == PACKER_CONTAINER:
+            raise ValueError(f"{name!r} is the name of the build container")
+        return name
+
 
 class Command(_Model):
     subCommand: SubCommand
@@ -196,7 +217,9 @@ class Command(_Model):
 
 
 class Builder(_Model):
-    repoURL: RepoURL = Field(max_length=2048, description="https://, ssh://, git:// or git@host:path.")
+    repoURL: RepoURL = Field(
+        max_length=TAG_VALUE_MAX, description="https://, ssh://, git:// or git@host:path."
+    )
     branch: Branch = Field(default="main", max_length=255)
     image: str = Field(min_length=1, max_length=1024, description="Packer image, e.g. hashicorp/packer:1.11.")
     dir: CheckoutPath = Field(default=".", description="Packer project directory inside the repository.")
