@@ -1,0 +1,113 @@
+"""docs/install.md and the IAM policies it documents: least privilege, and in step with the code."""
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from app import tags
+from app.spec import parse_spec
+from tests.deploy.manifests import CHART, ROOT, load_yaml
+from tests.seed import SEED_SPEC
+
+DOCS = ROOT / "docs" / "install.md"
+IAM = CHART / "iam"
+
+
+def _policy(name: str) -> dict[str, Any]:
+    policy: dict[str, Any] = json.loads((IAM / name).read_text())
+    assert policy["Version"] == "2012-10-17"
+    return policy
+
+
+def _actions(policy: dict[str, Any]) -> set[str]:
+    return {action for statement in policy["Statement"] for action in statement["Action"]}
+
+
+def _ec2_operations_in_app() -> set[str]:
+    """EC2 API operations the hook's adapter calls, from its boto3 method and paginator names."""
+    source = (ROOT / "app" / "ec2.py").read_text()
+    # Client helpers that are not API operations; the paginator's operation is taken from its argument.
+    helpers = {"get_paginator", "get_waiter", "can_paginate"}
+    names = set(re.findall(r"\)\.([a-z]+(?:_[a-z]+)+)\(", source)) - helpers
+    names |= set(re.findall(r'get_paginator\("([a-z_]+)"\)', source))
+    return {"ec2:" + "".join(part.capitalize() for part in name.split("_")) for name in names}
+
+
+def test_hook_policy_allows_exactly_the_calls_the_hook_makes() -> None:
+    operations = _ec2_operations_in_app()
+    assert "ec2:DescribeImages" in operations
+    assert _actions(_policy("hook-policy.json")) == operations == {"ec2:DescribeImages", "ec2:CreateTags"}
+
+
+def test_hook_may_tag_only_images_with_its_own_tag_keys() -> None:
+    (tagging,) = [s for s in _policy("hook-policy.json")["Statement"] if "ec2:CreateTags" in s["Action"]]
+    assert tagging["Resource"] == "arn:aws:ec2:*::image/*"
+    allowed = set(tagging["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"])
+    contract = {
+        tags.BROUGHT_TO_YOU_BY,
+        tags.CLUSTER_NAME,
+        tags.CREATED_BY,
+        tags.PACKER_REPO,
+        tags.PACKER_REPO_BRANCH,
+        tags.STATUS,
+        tags.CREATE_TIMESTAMP,
+        tags.BUILD_ID,
+        tags.JOB_ID,
+        tags.BASE_AMI,
+    }
+    assert allowed == contract
+    assert set(tags.management_tags("packer-builder", parse_spec(SEED_SPEC))) <= allowed
+
+
+def test_notification_permissions_are_a_separate_optional_policy() -> None:
+    assert _actions(_policy("hook-notifications-policy.json")) == {"sns:Publish", "ses:SendEmail"}
+    for statement in _policy("hook-notifications-policy.json")["Statement"]:
+        assert statement["Sid"].startswith("Optional")
+        assert statement["Resource"] != "*"
+
+
+def test_packer_build_policy_has_no_iam_or_wildcard_actions() -> None:
+    actions = _actions(_policy("packer-build-policy.json"))
+    assert {"ec2:RunInstances", "ec2:CreateImage", "ec2:RegisterImage", "ec2:TerminateInstances"} <= actions
+    assert all(action.startswith("ec2:") and "*" not in action for action in actions)
+
+
+@pytest.mark.parametrize(
+    "name", ["hook-policy.json", "hook-notifications-policy.json", "packer-build-policy.json"]
+)
+def test_docs_show_each_policy_verbatim(name: str) -> None:
+    blocks = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", DOCS.read_text(), re.DOTALL)]
+    assert _policy(name) in blocks
+    assert f"helm/packer-builder/iam/{name}" in DOCS.read_text()
+
+
+def test_docs_cover_the_install_path() -> None:
+    text = DOCS.read_text()
+    for heading in ("# Install on a cluster", "# Debug with curl", "# IAM policies"):
+        assert re.search(rf"^{re.escape(heading)}$", text, re.MULTILINE), heading
+    for command in (
+        "helm install metacontroller oci://ghcr.io/metacontroller/metacontroller-helm",
+        "helm install packer-builder helm/packer-builder",
+        "kubectl -n ami-builds apply -f metacontroller/examples/serviceaccount-irsa.yaml",
+        "kubectl -n ami-builds apply -f metacontroller/examples/packerbuilder.yaml",
+        "get pb -w",
+        "port-forward svc/packer-builder 8080:80",
+        "-d @metacontroller/examples/sync-request.json",
+    ):
+        assert command in text, command
+
+
+def test_every_path_the_docs_name_exists() -> None:
+    for path in set(
+        re.findall(r"(?:metacontroller|helm/packer-builder|app|scripts)/[\w./-]+\.\w+", DOCS.read_text())
+    ):
+        assert (ROOT / path).exists(), path
+
+
+def test_docs_match_the_chart_defaults() -> None:
+    """The commands assume the chart's Service port and Metacontroller namespace."""
+    values = load_yaml(CHART / "values.yaml")
+    assert values["service"]["port"] == 80
+    assert values["metacontroller"]["namespace"] == "metacontroller"
