@@ -5,6 +5,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
 from app.decide import Decision, TagImages, decide, decide_finalize
@@ -552,3 +553,11 @@ def test_finalize_waits_for_running_builds_and_is_idempotent() -> None:
     done = world_of(HookRequest.model_validate(request(parent(status=body["status"]), [succeeded(job)])))
     assert decide_finalize(done, T0).finalized is True
     assert decide_finalize(done, T0) == decide_finalize(done, T0)
+
+
+def test_every_emitted_job_is_a_valid_kubernetes_1_30_job() -> None:
+    body, job = first_build()
+    restated, _ = sync(request(parent(status=body["status"]), [running(job)]))
+    failed_kept = fail_once(body["status"], job, T0 + timedelta(minutes=6))
+    for child in [*body["children"], *restated["children"], *failed_kept["children"]]:
+        kubernetes_validate.validate(child, "1.30", strict=True)
