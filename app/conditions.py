@@ -23,14 +23,17 @@ class Wanted:
     status: ConditionStatus
     reason: str
     message: str
+    since: datetime | None = None
+    """When the cause happened (a Job's start, an AMI's expiry), if known: better than the time we noticed,
+    and the same on every replay of the request."""
 
 
-def true(kind: str, message: str, reason: str | None = None) -> Wanted:
-    return Wanted(kind, ConditionStatus.true, reason or kind, message)
+def true(kind: str, message: str, reason: str | None = None, since: datetime | None = None) -> Wanted:
+    return Wanted(kind, ConditionStatus.true, reason or kind, message, since)
 
 
-def ready(is_ready: bool, reason: str, message: str) -> Wanted:
-    return Wanted(READY, ConditionStatus.true if is_ready else ConditionStatus.false, reason, message)
+def ready(is_ready: bool, reason: str, message: str, since: datetime | None = None) -> Wanted:
+    return Wanted(READY, ConditionStatus.true if is_ready else ConditionStatus.false, reason, message, since)
 
 
 def merge(previous: list[Condition], wanted: list[Wanted], now: datetime) -> list[Condition]:
@@ -39,7 +42,10 @@ def merge(previous: list[Condition], wanted: list[Wanted], now: datetime) -> lis
     merged = []
     for item in wanted:
         old = before.get(item.type)
-        since = old.lastTransitionTime if old and old.status == item.status else format_timestamp(now)
+        if old and old.status == item.status:
+            since = old.lastTransitionTime
+        else:
+            since = format_timestamp(item.since or now)
         merged.append(
             Condition(
                 type=item.type,

@@ -145,6 +145,22 @@ def as_desired(raw: Mapping[str, Any]) -> dict[str, Any]:
     return pruned
 
 
+def _transition_time(world: World, now: datetime) -> datetime:
+    """`now`, except on a builder's very first sync, whose transitions date from the builder's creation.
+
+    A first sync happens moments after creation; using that moment makes the answer to a replayed first
+    request byte-identical (rule 3) instead of depending on which second it arrived in.
+    """
+    status = world.status
+    if status.conditions or status.jobName or not world.meta.creationTimestamp:
+        return now
+    try:
+        created = parse_timestamp(world.meta.creationTimestamp)
+    except ValueError:
+        return now
+    return min(created, now)
+
+
 def _ceil_seconds(delta: timedelta) -> int:
     return max(1, math.ceil(delta.total_seconds()))
 
@@ -183,7 +199,7 @@ def _invalid_spec(world: World, error: SpecError, now: datetime) -> Decision:
     ]
     status = world.status.model_copy(
         update={
-            "conditions": cond.merge(world.status.conditions, wanted, now),
+            "conditions": cond.merge(world.status.conditions, wanted, _transition_time(world, now)),
             "state": STATE_INVALID,
             "observedGeneration": world.meta.generation,
         }
@@ -209,6 +225,7 @@ class _Reconcile:
         self.expires_in = parse_duration(spec.timeOuts.expiresIn)
         self.timer = _ceil_seconds(parse_duration(spec.timeOuts.controllerTimer))
         self.region = spec.region
+        self.stamp = _transition_time(world, now)
 
     # -- entry point -------------------------------------------------------------------------------------------
 
@@ -389,7 +406,7 @@ class _Reconcile:
         return self.previous.model_copy(
             update={
                 **fields,
-                "conditions": cond.merge(self.previous.conditions, wanted, self.now),
+                "conditions": cond.merge(self.previous.conditions, wanted, self.stamp),
                 "observedGeneration": self.meta.generation,
             }
         )
@@ -445,11 +462,18 @@ class _Reconcile:
     def _ready_condition(self, current: Image | None) -> Wanted:
         if current is not None:
             until = format_timestamp(current.expires_at(self.expires_in))
-            return cond.ready(True, "AMIAvailable", f"AMI {current.image_id} is active until {until}")
+            return cond.ready(
+                True, "AMIAvailable", f"AMI {current.image_id} is active until {until}", current.created_at
+            )
         expired = self._expired_image()
         if expired is not None:
             until = format_timestamp(expired.expires_at(self.expires_in))
-            return cond.ready(False, "AMIExpired", f"AMI {expired.image_id} expired at {until}")
+            return cond.ready(
+                False,
+                "AMIExpired",
+                f"AMI {expired.image_id} expired at {until}",
+                expired.expires_at(self.expires_in),
+            )
         return cond.ready(False, "NoActiveAMI", "No active, unexpired AMI exists for this builder")
 
     def _follow_running(
@@ -569,7 +593,7 @@ class _Reconcile:
                 retry_at = failed_at + delay
                 message = f"{count} of {limit} builds failed; retrying at {format_timestamp(retry_at)}"
                 status = self._status(
-                    [ready, cond.true(cond.JOB_FAILED, message)],
+                    [ready, cond.true(cond.JOB_FAILED, message, since=failed_at)],
                     **{**recorded, "failedJobCount": count, "state": STATE_JOB_FAILED},
                 )
                 return Decision(children, status, _ceil_seconds(retry_at - self.now), effects)
@@ -621,7 +645,7 @@ class _Reconcile:
                 "failedJobCount": plan.attempt,
                 "lastRun": self.previous.lastRun
                 if same_job and self.previous.lastRun
-                else format_timestamp(self.now),
+                else format_timestamp(self.stamp),
                 "lastRunMessage": f"Build {plan.job_name} started (attempt {plan.attempt + 1} of {limit})",
                 "state": state,
             },
@@ -641,7 +665,10 @@ class _Reconcile:
         floor = FAULT_RESYNC_MIN if fault.temporary else FAULT_RESYNC_MAX // 5
         resync = min(max(elapsed, floor), FAULT_RESYNC_MAX)
         kind = "temporary" if fault.temporary else "permanent"
-        aws = cond.true(cond.AWS_ERROR, f"EC2 {fault.code} ({kind}): {fault.message}", reason=fault.code)
+        # Dated now even on a first sync: the backoff counts from it.
+        aws = cond.true(
+            cond.AWS_ERROR, f"EC2 {fault.code} ({kind}): {fault.message}", reason=fault.code, since=self.now
+        )
         kept = [c for c in self.previous.conditions if c.type != cond.AWS_ERROR]
         wanted = [Wanted(c.type, c.status, c.reason, c.message) for c in kept] + [aws]
         fields: dict[str, Any] = {}
@@ -663,7 +690,7 @@ class _Reconcile:
             if pending is not None:
                 extra = render_job(self.meta.name, self.meta.namespace, self.meta.uid, self.spec, pending)
         status = self.previous.model_copy(
-            update={**fields, "conditions": cond.merge(self.previous.conditions, wanted, self.now)}
+            update={**fields, "conditions": cond.merge(self.previous.conditions, wanted, self.stamp)}
         )
         kept_jobs = [as_desired(j.raw) for j in self.live]
         if extra is not None and all(c["metadata"]["name"] != extra["metadata"]["name"] for c in kept_jobs):

@@ -299,6 +299,7 @@ class ObjectMeta(BaseModel):
     namespace: str = "default"
     uid: str = ""
     generation: int = 0
+    creationTimestamp: str = ""
 
 
 class SpecError(ValueError):

@@ -96,6 +96,19 @@ def test_same_request_and_facts_give_byte_identical_json() -> None:
     assert json.dumps(sync(copy.deepcopy(req))[0]) == first
 
 
+def test_a_replayed_request_gives_the_same_answer_whenever_it_arrives() -> None:
+    """Times in the answer come from the objects (creation, Job start, AMI expiry), not the second it arrived."""
+    body, job = first_build()
+    replays = [
+        request(parent()),
+        request(parent(status=body["status"]), [running(job)]),
+        request(parent(), [running(job)]),
+    ]
+    for replay in replays:
+        answers = {json.dumps(sync(replay, now=T0 + timedelta(seconds=s))[0]) for s in (1, 2, 59)}
+        assert len(answers) == 1, replay
+
+
 def test_status_stops_changing_once_written_back() -> None:
     body, job = first_build()
     later = T0 + timedelta(minutes=3)
@@ -536,7 +549,8 @@ def test_condition_time_changes_only_on_transition() -> None:
     assert condition(later, "Ready")["lastTransitionTime"] == ready_since
     recorded, _ = succeeded_sync(later["status"], job, built_image(job))
     assert condition(recorded, "Ready")["status"] == "True"
-    assert condition(recorded, "Ready")["lastTransitionTime"] == "2026-11-20T12:30:00Z"
+    # Ready since the AMI was created: the Job's completion time, also its create-timestamp tag.
+    assert condition(recorded, "Ready")["lastTransitionTime"] == "2026-11-20T12:25:00Z"
     for c in recorded["status"]["conditions"]:
         assert set(c) == {"type", "status", "reason", "message", "lastTransitionTime"}
 
