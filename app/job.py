@@ -37,7 +37,6 @@ from app.spec import API_GROUP, Command, PackerBuilderSpec, SubCommand
 ANNOTATION_BUILDER = f"{API_GROUP}/builder"
 
 TERMINATION_LOG = "/dev/termination-log"
-DEFAULT_GIT_SYNC_NAME = "git-sync"
 WORKSPACE = "/workspace"
 GIT_ROOT = f"{WORKSPACE}/git"
 GIT_LINK = "repo"
@@ -276,9 +275,7 @@ def _git_sync_container(spec: PackerBuilderSpec) -> tuple[dict[str, Any], list[d
             }
         )
     container = {
-        # Container names are unique across a pod; the build container's name is part of the contract
-        # with the sync hook (it reads that container's termination message), so the init one gives way.
-        "name": git.name if git.name != PACKER_CONTAINER else DEFAULT_GIT_SYNC_NAME,
+        "name": git.name,  # the spec keeps it distinct from PACKER_CONTAINER
         "image": git.image,
         "env": env,
         "volumeMounts": mounts,

@@ -663,13 +663,10 @@ def test_debug_sets_packer_log_not_debug_flag(commands: list[dict[str, Any]], lo
     assert all("-debug" not in argv for argv in argvs(packer_command(spec, None)))
 
 
-def test_init_container_never_takes_the_build_containers_name() -> None:
-    spec = make_spec(gitSync={"name": PACKER_CONTAINER})
-    job = render_job("p", "ns", UID, spec, plan_build("p", UID, 1, "", 0, None))
-
-    kubernetes_validate.validate(job, "1.30", strict=True)
-    assert git_sync(job)["name"] != PACKER_CONTAINER
-    assert packer(job)["name"] == PACKER_CONTAINER
+def test_spec_keeps_the_init_container_from_taking_the_build_containers_name() -> None:
+    with pytest.raises(SpecError) as error:
+        make_spec(gitSync={"name": PACKER_CONTAINER})
+    assert error.value.field == "spec.gitSync.name"
 
 
 def test_render_is_deterministic_and_fresh() -> None:

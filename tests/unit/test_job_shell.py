@@ -1,0 +1,427 @@
+"""The Packer container's script, run by real POSIX shells against fake `packer` and `git` executables.
+
+The temp dir is laid out like the pod: a checkout with the project dir in it, a TMPDIR, and a termination
+log file. The fakes record every invocation (argv, cwd) as one JSON line; `packer build` prints
+machine-readable output like the real one.
+"""
+
+import json
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.job import container_script, packer_command, parse_termination_message
+from app.spec import PackerBuilderSpec, parse_spec
+
+BASE = "ami-0123456789abcdef0"
+TIMEOUT = 30
+
+FAKE_PACKER = """
+import json, os, signal, sys, time
+
+def record(entry):
+    with open(os.environ["FAKE_LOG"], "a") as log:
+        log.write(json.dumps(entry) + "\\n")
+
+sub = sys.argv[1] if len(sys.argv) > 1 else ""
+record({"tool": "packer", "argv": sys.argv[1:], "cwd": os.getcwd()})
+code = int(os.environ.get("FAKE_%s_EXIT" % sub.upper(), "0"))
+if sub == "build":
+    ready = os.environ.get("FAKE_BUILD_READY")
+    if ready:
+        def cleanup(signum, frame):
+            print("2,,ui,say,cleaning up after SIGTERM", flush=True)
+            record({"tool": "packer", "signal": signum})
+            sys.exit(code)
+        signal.signal(signal.SIGTERM, cleanup)
+        open(ready, "w").close()
+        time.sleep(30)  # bounded, so a shell that fails to forward the signal leaves no stray process
+        sys.exit(99)
+    with open(os.environ["FAKE_BUILD_OUTPUT"]) as output:
+        sys.stdout.write(output.read())
+sys.exit(code)
+"""
+
+FAKE_GIT = """
+import json, os, sys
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(json.dumps({"tool": "git", "argv": sys.argv[1:], "cwd": os.getcwd()}) + "\\n")
+"""
+
+# What `packer build -machine-readable` prints for a one-region amazon-ebs build (abridged).
+BUILD_OUTPUT = """\
+1700000000,,ui,say,==> amazon-ebs.fips: Prevalidating AMI Name: eks-node-fips
+1700000001,amazon-ebs.fips,ui,message,    amazon-ebs.fips: Found Image ID: ami-0aaaaaaaaaaaaaaaa
+1700000002,,ui,say,==> amazon-ebs.fips: Tags: a%!(PACKER_COMMA) b%!(PACKER_COMMA) c
+1700000003,,ui,say,Build 'amazon-ebs.fips' finished after 9 minutes.
+1700000004,,ui,say,\\n==> Wait completed after 9 minutes
+1700000004,amazon-ebs.fips,artifact-count,1
+1700000004,amazon-ebs.fips,artifact,0,builder-id,mitchellh.amazonebs
+1700000004,amazon-ebs.fips,artifact,0,id,us-west-2:ami-0123456789abcdef0
+1700000004,amazon-ebs.fips,artifact,0,string,AMIs were created:\\nus-west-2: ami-0123456789abcdef0\\n
+1700000004,amazon-ebs.fips,artifact,0,files-count,0
+1700000004,amazon-ebs.fips,artifact,0,end
+1700000004,,ui,say,--> amazon-ebs.fips: AMIs were created:\\nus-west-2: ami-0123456789abcdef0\\n
+"""
+
+
+def _shells() -> list[Any]:
+    found: list[Any] = []
+    for argv in (["/bin/sh"], ["dash"], ["busybox", "sh"], ["bash", "--posix"]):
+        present = shutil.which(argv[0]) is not None
+        mark = pytest.mark.skipif(not present, reason=f"{argv[0]} is not installed")
+        found.append(pytest.param(argv, marks=mark, id=" ".join(argv)))
+    return found
+
+
+SHELLS = _shells()
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    calls: list[dict[str, Any]]
+    termination: str
+
+    def packer_argvs(self) -> list[list[str]]:
+        return [call["argv"] for call in self.calls if call["tool"] == "packer" and "argv" in call]
+
+
+@dataclass
+class Pod:
+    """A temp dir set up like the build pod, and a way to run the container script in it."""
+
+    root: Path
+    shell: list[str]
+
+    @property
+    def checkout(self) -> Path:
+        return self.root / "workspace" / "git" / "repo"
+
+    @property
+    def canary(self) -> Path:
+        return self.root / "pwned"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "PATH": f"{self.root / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "CHECKOUT_DIR": str(self.checkout),
+            "TERMINATION_LOG": str(self.root / "termination-log"),
+            "TMPDIR": str(self.root / "tmp"),
+            "FAKE_LOG": str(self.root / "calls.jsonl"),
+            "FAKE_BUILD_OUTPUT": str(self.root / "build-output"),
+            **extra,
+        }
+
+    def result(self, returncode: int, stdout: str, stderr: str) -> Run:
+        log = self.root / "calls.jsonl"
+        calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        return Run(returncode, stdout, stderr, calls, (self.root / "termination-log").read_text())
+
+    def run(self, spec: PackerBuilderSpec, base_ami: str | None = None, **env: str) -> Run:
+        (self.checkout / spec.builder.dir).mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            [*self.shell, "-c", container_script(spec, base_ami)],
+            env=self.env(**env),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        return self.result(done.returncode, done.stdout, done.stderr)
+
+
+def _executable(path: Path, body: str) -> None:
+    path.write_text(f"#!{sys.executable}\n{body}")
+    path.chmod(0o755)
+
+
+@pytest.fixture(params=SHELLS)
+def pod(request: pytest.FixtureRequest, tmp_path: Path) -> Pod:
+    for name in ("bin", "tmp", "workspace/git/repo"):
+        (tmp_path / name).mkdir(parents=True)
+    if request.param[0] == "busybox":
+        # Like the Alpine-based hashicorp/packer image: the utilities the script uses are busybox's too.
+        busybox = shutil.which("busybox")
+        assert busybox
+        for applet in ("awk", "mkfifo", "rm"):
+            (tmp_path / "bin" / applet).symlink_to(busybox)
+    _executable(tmp_path / "bin" / "packer", FAKE_PACKER)
+    _executable(tmp_path / "bin" / "git", FAKE_GIT)
+    (tmp_path / "build-output").write_text(BUILD_OUTPUT)
+    (tmp_path / "termination-log").write_text("")  # the kubelet creates it empty
+    return Pod(tmp_path, request.param)
+
+
+def make_spec(builder: dict[str, Any] | None = None, **top: Any) -> PackerBuilderSpec:
+    raw: dict[str, Any] = {
+        "region": "us-west-2",
+        "builder": {"repoURL": "https://example.com/org/images.git", "image": "hashicorp/packer:1.11"},
+    }
+    raw["builder"].update(builder or {})
+    raw.update(top)
+    return parse_spec(raw)
+
+
+def expected_runs(spec: PackerBuilderSpec, base_ami: str | None) -> list[list[str]]:
+    """What status.command says, as argv lists, with the build made machine-readable."""
+    runs: list[list[str]] = [[]]
+    for word in shlex.split(packer_command(spec, base_ami)):
+        if word == "&&":
+            runs.append([])
+        else:
+            runs[-1].append(word)
+    init, validate, build = (argv[1:] for argv in runs)
+    return [init, validate, [build[0], "-machine-readable", *build[1:]]]
+
+
+SEED_LIKE = {
+    "dir": "packer/generic-fips",
+    "commands": [
+        {"subCommand": "build", "args": ["-force"], "color": False, "debug": True, "onError": "cleanup"},
+        {"subCommand": "validate", "variables": {"name": "node ami"}},
+    ],
+}
+
+
+def test_runs_what_the_status_says_in_order_in_the_project_dir(pod: Pod) -> None:
+    spec = make_spec(SEED_LIKE, amiFilters=[{"name": "owner-id", "values": ["602401143452"]}])
+
+    run = pod.run(spec, BASE)
+
+    assert run.returncode == 0, run.stderr
+    assert run.packer_argvs() == expected_runs(spec, BASE)
+    assert {call["cwd"] for call in run.calls} == {str((pod.checkout / "packer/generic-fips").resolve())}
+    assert not [call for call in run.calls if call["tool"] == "git"]
+
+
+def test_default_project_dir_is_the_checkout(pod: Pod) -> None:
+    run = pod.run(make_spec())
+
+    assert run.returncode == 0, run.stderr
+    assert [argv[0] for argv in run.packer_argvs()] == ["init", "validate", "build"]
+    assert {call["cwd"] for call in run.calls} == {str(pod.checkout.resolve())}
+
+
+HOSTILE = [
+    "it's",
+    "a; touch {canary}",
+    "$(touch {canary})",
+    "`touch {canary}`",
+    "x && touch {canary} || y",
+    "line one\nline two; touch {canary}",
+    "two  spaces\tand a tab",
+    "$HOME ${{PATH}} *",
+    '"; touch {canary}; echo "',
+    "\\'; touch {canary}; '",
+    "-leading-dash",
+]
+
+
+@pytest.mark.parametrize("template", HOSTILE)
+def test_hostile_values_are_single_literal_arguments(pod: Pod, template: str) -> None:
+    hostile = template.format(canary=pod.canary)
+    spec = make_spec(
+        {
+            "dir": f"dir {hostile}".replace("\n", " nl "),
+            "commands": [
+                {"subCommand": "init", "args": [hostile]},
+                {
+                    "subCommand": "validate",
+                    "variables": {"v": hostile},
+                    "variablesFile": f"f {hostile}",
+                    "variablesFiles": [f"g {hostile}", f"h{hostile}"],
+                },
+                {"subCommand": "build", "args": [hostile, ""], "variables": {"w": hostile}},
+            ],
+        }
+    )
+
+    run = pod.run(spec)
+
+    assert run.returncode == 0, run.stderr
+    assert not pod.canary.exists()
+    init, validate, build = run.packer_argvs()
+    assert init == ["init", hostile, "."]
+    assert validate == [
+        "validate",
+        f"-var-file=f {hostile}",
+        f"-var-file=g {hostile}",
+        f"-var-file=h{hostile}",
+        "-var",
+        f"v={hostile}",
+        ".",
+    ]
+    assert build == ["build", "-machine-readable", "-color=false", "-var", f"w={hostile}", hostile, "", "."]
+    assert run.calls[0]["cwd"] == str((pod.checkout / spec.builder.dir).resolve())
+
+
+def test_hostile_project_dir_with_a_newline(pod: Pod) -> None:
+    spec = make_spec({"dir": f"a\n$(touch {pod.canary})\nb'c"})
+
+    run = pod.run(spec)
+
+    assert run.returncode == 0, run.stderr
+    assert not pod.canary.exists()
+    assert {call["cwd"] for call in run.calls} == {str((pod.checkout / spec.builder.dir).resolve())}
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["1,amazon-ebs.a,artifact,0,id,us-west-2:ami-0123456789abcdef0"], "us-west-2:ami-0123456789abcdef0"),
+        (
+            ["1,amazon-ebs.a,artifact,0,id,us-west-2:ami-11111111%!(PACKER_COMMA)us-east-1:ami-22222222"],
+            "us-west-2:ami-11111111,us-east-1:ami-22222222",
+        ),
+        (
+            [
+                "1,amazon-ebs.a,artifact,0,id,us-west-2:ami-11111111",
+                "2,amazon-ebs.b,artifact,0,id,eu-west-1:ami-33333333",
+            ],
+            "us-west-2:ami-11111111,eu-west-1:ami-33333333",
+        ),
+        (
+            [
+                "1,amazon-ebs.a,artifact,0,id,us-west-2:ami-11111111",
+                "1,amazon-ebs.a,artifact,1,id,packer-manifest.json",
+                "1,amazon-ebs.a,artifact,1,id,us-west-2:ami-11111111",
+            ],
+            "us-west-2:ami-11111111",
+        ),
+        (["1,,ui,say,us-west-2:ami-11111111", "1,amazon-ebs.a,artifact,0,string,us-west-2:ami-44444444"], ""),
+        ([], ""),
+    ],
+    ids=["one", "multi-region", "two-builds", "post-processor", "not-an-artifact-id", "none"],
+)
+def test_termination_log_gets_exactly_the_artifact_ids(pod: Pod, lines: list[str], expected: str) -> None:
+    (pod.root / "build-output").write_text("".join(f"{line}\n" for line in lines))
+
+    run = pod.run(make_spec())
+
+    assert run.returncode == 0, run.stderr
+    assert run.termination == expected
+    if expected:
+        assert parse_termination_message(run.termination)
+
+
+def test_ui_messages_reach_the_log_decoded(pod: Pod) -> None:
+    run = pod.run(make_spec())
+
+    assert run.returncode == 0, run.stderr
+    assert run.termination == "us-west-2:ami-0123456789abcdef0"
+    assert "==> amazon-ebs.fips: Tags: a, b, c\n" in run.stdout
+    assert "    amazon-ebs.fips: Found Image ID: ami-0aaaaaaaaaaaaaaaa\n" in run.stdout
+    assert "AMIs were created:\nus-west-2: ami-0123456789abcdef0\n" in run.stdout
+    assert "\n\n==> Wait completed after 9 minutes\n" in run.stdout
+    assert "PACKER_COMMA" not in run.stdout
+    assert ",ui," not in run.stdout
+    assert "artifact" not in run.stdout
+
+
+def test_output_that_is_not_machine_readable_is_kept(pod: Pod) -> None:
+    (pod.root / "build-output").write_text("plugin says hello\n1,,ui,error,Build failed: boom\n")
+
+    run = pod.run(make_spec())
+
+    assert run.stdout.endswith("plugin says hello\nBuild failed: boom\n")
+
+
+@pytest.mark.parametrize(("failing", "code"), [("init", 1), ("validate", 1), ("validate", 4)])
+def test_init_or_validate_failure_stops_before_build(pod: Pod, failing: str, code: int) -> None:
+    run = pod.run(make_spec(), **{f"FAKE_{failing.upper()}_EXIT": str(code)})
+
+    assert run.returncode == code
+    ran = [argv[0] for argv in run.packer_argvs()]
+    assert ran == ["init", "validate"][: ran.index(failing) + 1]
+    assert "build" not in ran
+    assert run.termination == ""
+
+
+@pytest.mark.parametrize("code", [1, 3])
+def test_build_failure_propagates_its_exit_status(pod: Pod, code: int) -> None:
+    (pod.root / "build-output").write_text(
+        "1,,ui,error,Build 'amazon-ebs.fips' errored: boom%!(PACKER_COMMA) bang\n"
+    )
+
+    run = pod.run(make_spec(), FAKE_BUILD_EXIT=str(code))
+
+    assert run.returncode == code
+    assert "Build 'amazon-ebs.fips' errored: boom, bang\n" in run.stdout
+    assert run.termination == ""
+
+
+def test_missing_project_dir_fails_without_running_packer(pod: Pod) -> None:
+    spec = make_spec({"dir": "packer/generic"})
+    done = subprocess.run(
+        [*pod.shell, "-c", container_script(spec, None)],
+        env=pod.env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+    assert done.returncode != 0
+    assert pod.result(done.returncode, done.stdout, done.stderr).calls == []
+
+
+def test_sigterm_reaches_packer_which_cleans_up(pod: Pod) -> None:
+    """The kubelet signals only PID 1 (the shell); Packer must hear it to delete its EC2 resources."""
+    ready = pod.root / "build-started"
+    script = container_script(make_spec(), None)
+    with subprocess.Popen(
+        [*pod.shell, "-c", script],
+        env=pod.env(FAKE_BUILD_READY=str(ready), FAKE_BUILD_EXIT="1"),
+        cwd=pod.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as shell:
+        deadline = time.monotonic() + TIMEOUT
+        while not ready.exists():
+            assert shell.poll() is None, shell.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        shell.send_signal(signal.SIGTERM)
+        stdout, stderr = shell.communicate(timeout=TIMEOUT)
+
+    run = pod.result(shell.returncode, stdout, stderr)
+    assert {"tool": "packer", "signal": signal.SIGTERM} in run.calls
+    assert "cleaning up after SIGTERM\n" in run.stdout
+    assert run.returncode == 1
+
+
+def test_tmpdir_defaults_and_the_fifo_is_removed(pod: Pod) -> None:
+    run = pod.run(make_spec())
+
+    assert run.returncode == 0, run.stderr
+    assert list((pod.root / "tmp").iterdir()) == []
+
+
+def test_pod_paths_are_the_defaults(pod: Pod) -> None:
+    """Without the overrides the script goes to the pod's checkout; here that dir does not exist."""
+    env = pod.env()
+    del env["CHECKOUT_DIR"]
+    done = subprocess.run(
+        [*pod.shell, "-c", container_script(make_spec(), None)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+    assert done.returncode != 0
+    assert "/workspace/git/repo" in done.stderr
