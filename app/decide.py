@@ -451,6 +451,19 @@ class _Reconcile:
             }
         return fields, not already
 
+    def _running_fields(self, job: ObservedJob) -> dict[str, Any]:
+        """Status of a running build, read from the Job's own labels so a lost status cannot hide it."""
+        return {
+            "jobName": job.name,
+            "jobID": job.job_id or self.previous.jobID,
+            "buildID": job.build_id or self.previous.buildID,
+            "jobStatus": JobStatus.running,
+            "lastRunStatus": JobStatus.running,
+            "lastRunBaseImageID": job.base_ami or self.previous.lastRunBaseImageID,
+            "command": job.command or self.previous.command,
+            "lastRun": self._started(job),
+        }
+
     def _started(self, job: ObservedJob) -> str:
         if self.previous.jobName == job.name and self.previous.lastRun:
             return self.previous.lastRun
@@ -485,18 +498,15 @@ class _Reconcile:
         status = self._status(
             [
                 self._ready_condition(current),
-                cond.true(cond.JOB_RUNNING, f"Job {job.name} is building an AMI"),
+                cond.true(
+                    cond.JOB_RUNNING,
+                    f"Job {job.name} is building an AMI",
+                    since=job.started_at or job.created_at,
+                ),
             ],
             **{
                 **recorded,
-                "jobName": job.name,
-                "jobID": job.job_id or self.previous.jobID,
-                "buildID": job.build_id or self.previous.buildID,
-                "jobStatus": JobStatus.running,
-                "lastRunStatus": JobStatus.running,
-                "lastRunBaseImageID": job.base_ami or self.previous.lastRunBaseImageID,
-                "command": job.command or self.previous.command,
-                "lastRun": self._started(job),
+                **self._running_fields(job),
                 "lastRunMessage": f"Build {job.name} is running",
                 "state": STATE_JOB_RUNNING,
             },
@@ -674,17 +684,7 @@ class _Reconcile:
         fields: dict[str, Any] = {}
         extra = None
         if self.running:
-            job = self.running[-1]
-            fields = {
-                "jobName": job.name,
-                "jobID": job.job_id or self.previous.jobID,
-                "buildID": job.build_id or self.previous.buildID,
-                "jobStatus": JobStatus.running,
-                "lastRunStatus": JobStatus.running,
-                "lastRunBaseImageID": job.base_ami or self.previous.lastRunBaseImageID,
-                "command": job.command or self.previous.command,
-                "lastRun": self._started(job),
-            }
+            fields = self._running_fields(self.running[-1])
         else:
             pending = self._pending_plan()
             if pending is not None:
