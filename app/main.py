@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import reconcile
@@ -15,6 +15,9 @@ from app.build import LABEL_OWNER_UID
 from app.decide import Decision
 from app.ec2 import Ec2, ImageSource
 from app.hooks import CustomizeRequest, CustomizeResponse, HookRequest, RelatedResourceRule
+from app.notify.channels import dispatcher_from
+from app.notify.dispatch import Dispatcher
+from app.notify.targets import secret_rule
 from app.settings import Settings
 from app.spec import PackerBuilderStatus
 
@@ -65,9 +68,14 @@ class JsonHookBodies:
 
 
 def create_app(
-    settings: Settings | None = None, images: ImageSource | None = None, clock: Clock = _utc_now
+    settings: Settings | None = None,
+    images: ImageSource | None = None,
+    clock: Clock = _utc_now,
+    notifier: Dispatcher | None = None,
 ) -> FastAPI:
     settings = settings or Settings.from_env()
+    fallback_slack_token = settings.slack_bot_token
+    dispatcher = notifier or dispatcher_from(settings)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     source: ImageSource = images or Ec2(
         base_image_ttl_seconds=settings.base_image_cache_seconds,
@@ -95,7 +103,14 @@ def create_app(
     @api.post("/sync")
     def sync(request: HookRequest) -> dict[str, Any]:
         """Sync hook: the Jobs that must exist for this PackerBuilder and its status."""
-        return _response(reconcile.sync(request, source, clock()))
+        now = clock()
+        decision, news = reconcile.announce(
+            request, reconcile.sync(request, source, now), now, fallback_slack_token
+        )
+        body = _response(decision)
+        # Queued, not sent: a slow or failing notifier never delays or fails the answer.
+        dispatcher.submit(news.events, news.targets)
+        return body
 
     @api.post("/finalize")
     def finalize(request: HookRequest) -> dict[str, Any]:
@@ -104,7 +119,7 @@ def create_app(
 
     @api.post("/customize", response_model_exclude_none=True)
     def customize(request: CustomizeRequest) -> CustomizeResponse:
-        """Customize hook: ask for the Pods of this builder's Jobs, to read the built AMI they report."""
+        """Customize hook: the Pods of this builder's Jobs (the AMI they report) and the notifier's Secrets."""
         meta = request.parent.metadata
         pods = RelatedResourceRule(
             apiVersion="v1",
@@ -112,7 +127,8 @@ def create_app(
             namespace=meta.namespace,
             labelSelector={"matchLabels": {LABEL_OWNER_UID: meta.uid}},
         )
-        return CustomizeResponse(relatedResources=[pods])
+        secrets = secret_rule(meta.namespace, request.parent.spec)
+        return CustomizeResponse(relatedResources=[pods] if secrets is None else [pods, secrets])
 
     @api.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -121,6 +137,12 @@ def create_app(
     @api.get("/readyz")
     def readyz() -> dict[str, str]:
         return {"status": "ready"}
+
+    @api.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(
+            dispatcher.counters.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     return api
 

@@ -1,6 +1,7 @@
 """The imperative shell around decide(): read the request, gather EC2 facts, decide, carry out the effects."""
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 
 from app.decide import Decision, World, decide, decide_finalize
@@ -8,6 +9,8 @@ from app.ec2 import AwsError, ImageSource
 from app.facts import AmiFacts, AwsFault
 from app.hooks import HookRequest
 from app.job import parse_termination_message
+from app.notify import announce as notifications
+from app.notify.targets import SECRET_GROUP, read_secrets
 from app.observed import BuildReport, build_reports, observe_job
 from app.spec import PackerBuilderSpec, SpecError, parse_spec, parse_status
 from app.tags import management_tags
@@ -76,3 +79,20 @@ def sync(request: HookRequest, images: ImageSource, now: datetime) -> Decision:
 
 def finalize(request: HookRequest, now: datetime) -> Decision:
     return decide_finalize(world_of(request), now)
+
+
+def announce(
+    request: HookRequest, decision: Decision, now: datetime, fallback_slack_token: str
+) -> tuple[Decision, notifications.Announcement]:
+    """The notifier's part of a sync: NotifierReady in the status, and the transitions to announce."""
+    world = world_of(request)
+    secrets = read_secrets(request.related.get(SECRET_GROUP, {}).values(), world.meta.namespace)
+    try:
+        news = notifications.announce(
+            world, request.parent.spec, decision.status, secrets, fallback_slack_token, now
+        )
+    except Exception as error:  # notifications are never worth a failed sync
+        # Only the type: the text of an unexpected error could quote a Secret value.
+        log.error("notifications skipped for %s: %s", world.meta.name, type(error).__name__)
+        return decision, notifications.Announcement(decision.status)
+    return replace(decision, status=news.status), news

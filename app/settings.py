@@ -1,7 +1,7 @@
 """Service configuration, read once from the environment."""
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def _float(name: str, default: float) -> float:
@@ -19,6 +19,14 @@ class Settings:
     aws_connect_timeout: float = 1
     aws_read_timeout: float = 2
     aws_max_attempts: int = 2
+    # Slack Web API base URL; a local server can stand in for Slack (tests, air-gapped clusters).
+    slack_api_url: str = "https://slack.com/api/"
+    # Used for builders whose spec names no Slack Secret (or a missing one). Kept out of repr and logs.
+    slack_bot_token: str = field(default="", repr=False)
+    notify_timeout_seconds: int = 3
+    # How long a transition is remembered so that retried and stale syncs do not announce it again.
+    notify_dedupe_seconds: float = 86400
+    notify_queue_size: int = 1000
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -28,4 +36,9 @@ class Settings:
             aws_connect_timeout=_float("AWS_CONNECT_TIMEOUT_SECONDS", cls.aws_connect_timeout),
             aws_read_timeout=_float("AWS_READ_TIMEOUT_SECONDS", cls.aws_read_timeout),
             aws_max_attempts=int(_float("AWS_MAX_ATTEMPTS", cls.aws_max_attempts)),
+            slack_api_url=os.environ.get("SLACK_API_URL", "") or cls.slack_api_url,
+            slack_bot_token=os.environ.get("SLACK_BOT_TOKEN", "").strip(),
+            notify_timeout_seconds=int(_float("NOTIFY_TIMEOUT_SECONDS", cls.notify_timeout_seconds)),
+            notify_dedupe_seconds=_float("NOTIFY_DEDUPE_SECONDS", cls.notify_dedupe_seconds),
+            notify_queue_size=int(_float("NOTIFY_QUEUE_SIZE", cls.notify_queue_size)),
         )

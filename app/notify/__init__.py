@@ -1,0 +1,2 @@
+"""Build notifications: which transitions to announce (pure), and the channels that carry them (Slack, SNS,
+SES, Discord) behind a background dispatcher that never delays or fails a hook."""

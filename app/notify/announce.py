@@ -1,0 +1,74 @@
+"""The notifier's part of a sync, after decide(): its readiness condition, and what this response announces.
+
+Pure. decide() knows nothing about notifiers, so the `NotifierReady` condition is added here, with
+app.conditions.merge keeping its lastTransitionTime stable across syncs (rule 3).
+"""
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app import conditions as cond
+from app.conditions import Wanted
+from app.decide import World
+from app.notify.events import Event, events
+from app.notify.targets import Resolved, SecretData, Target, notifier_of, resolve
+from app.spec import ConditionStatus, Notifier, PackerBuilderSpec, PackerBuilderStatus
+
+NOTIFIER_READY = "NotifierReady"
+
+
+@dataclass(frozen=True)
+class Announcement:
+    status: PackerBuilderStatus
+    events: tuple[Event, ...] = ()
+    targets: tuple[Target, ...] = ()
+
+
+def announce(
+    world: World,
+    raw_spec: Any,
+    new: PackerBuilderStatus,
+    secrets: SecretData,
+    fallback_slack_token: str,
+    now: datetime,
+) -> Announcement:
+    spec = world.spec if isinstance(world.spec, PackerBuilderSpec) else None
+    if spec is not None:
+        notifier, region = spec.notifier, spec.region
+    else:
+        found = notifier_of(raw_spec)
+        if found is None:
+            return Announcement(new)
+        notifier, region = found
+    if not _configured(notifier):
+        return Announcement(new)
+    resolved = resolve(notifier, world.meta.namespace, region, secrets, fallback_slack_token)
+    status = _with_condition(world.status, new, _condition(resolved), now)
+    found_events = events(world.meta, spec, world.status, new, world.jobs)
+    return Announcement(status, tuple(found_events), resolved.targets)
+
+
+def _configured(notifier: Notifier) -> bool:
+    return any((notifier.slack, notifier.sns, notifier.ses, notifier.discord))
+
+
+def _condition(resolved: Resolved) -> Wanted:
+    if resolved.problems:
+        message = "; ".join(problem.message for problem in resolved.problems)
+        return Wanted(NOTIFIER_READY, ConditionStatus.false, resolved.problems[0].reason, message)
+    counts = Counter(target.channel_name for target in resolved.targets)
+    described = ", ".join(f"{name} ({n})" if n > 1 else name for name, n in counts.items())
+    return Wanted(NOTIFIER_READY, ConditionStatus.true, "Configured", f"Notifying {described or 'nobody'}")
+
+
+def _with_condition(
+    old: PackerBuilderStatus, new: PackerBuilderStatus, wanted: Wanted, now: datetime
+) -> PackerBuilderStatus:
+    """`new` plus the condition; its transition time carries over from `old` while its status holds."""
+    kept = [c for c in new.conditions if c.type != NOTIFIER_READY]
+    previous = kept + [c for c in old.conditions if c.type == NOTIFIER_READY]
+    restated = [Wanted(c.type, c.status, c.reason, c.message) for c in kept]
+    merged = cond.merge(previous, [*restated, wanted], now.replace(microsecond=0))
+    return new.model_copy(update={"conditions": merged})

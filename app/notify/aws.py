@@ -1,0 +1,129 @@
+"""SNS and SES through boto3, bounded like the EC2 adapter (short timeouts, few attempts).
+
+Endpoints come from boto3 itself (AWS_ENDPOINT_URL_SNS, AWS_ENDPOINT_URL_SES), as for EC2, so moto and the
+real services are configured the same way. Credentials are the service's own (IRSA or the environment).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from app.notify.dispatch import NotifyError
+from app.notify.message import Message
+from app.notify.targets import SesTarget, SnsTarget, Target
+
+if TYPE_CHECKING:
+    from mypy_boto3_ses import SESClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sns.type_defs import PublishInputTypeDef
+
+# SNS subjects: ASCII, no line breaks, under 100 characters.
+_SUBJECT_MAX = 99
+
+
+def _config(connect_timeout: float, read_timeout: float, max_attempts: int) -> Config:
+    return Config(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"total_max_attempts": max_attempts, "mode": "standard"},
+    )
+
+
+def _failure(service: str, error: Exception) -> NotifyError:
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code") or "Unknown"
+        return NotifyError(f"{service}: {code}")
+    return NotifyError(f"{service}: {type(error).__name__}")
+
+
+def sns_subject(message: Message) -> str:
+    ascii_only = message.headline.encode("ascii", "replace").decode().replace("\n", " ")
+    return ascii_only if len(ascii_only) <= _SUBJECT_MAX else ascii_only[: _SUBJECT_MAX - 3] + "..."
+
+
+class SnsSender:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 1,
+        read_timeout: float = 3,
+        max_attempts: int = 2,
+        session: boto3.session.Session | None = None,
+    ) -> None:
+        self._session = session or boto3.session.Session()
+        self._config = _config(connect_timeout, read_timeout, max_attempts)
+        self._clients: dict[str, SNSClient] = {}
+        self._lock = threading.Lock()
+
+    def send(self, target: Target, message: Message) -> None:
+        if not isinstance(target, SnsTarget):
+            raise TypeError(f"not an SNS target: {type(target).__name__}")
+        region = target.topic_arn.split(":")[3]
+        params: PublishInputTypeDef = {
+            "TopicArn": target.topic_arn,
+            "Subject": sns_subject(message),
+            "Message": message.text(),
+        }
+        if target.topic_arn.endswith(".fifo"):
+            # FIFO topics need a group, and drop a repeated deduplication id for five minutes: that
+            # catches the same transition announced by two replicas.
+            params["MessageGroupId"] = "packer-builder"
+            params["MessageDeduplicationId"] = hashlib.sha256(message.text().encode()).hexdigest()
+        try:
+            self._client(region).publish(**params)
+        except (ClientError, BotoCoreError) as error:
+            raise _failure(f"SNS Publish to {target.topic_arn}", error) from None
+
+    def _client(self, region: str) -> SNSClient:
+        with self._lock:
+            client = self._clients.get(region)
+            if client is None:
+                client = self._clients[region] = self._session.client(
+                    "sns", region_name=region, config=self._config
+                )
+            return client
+
+
+class SesSender:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 1,
+        read_timeout: float = 3,
+        max_attempts: int = 2,
+        session: boto3.session.Session | None = None,
+    ) -> None:
+        self._session = session or boto3.session.Session()
+        self._config = _config(connect_timeout, read_timeout, max_attempts)
+        self._clients: dict[str, SESClient] = {}
+        self._lock = threading.Lock()
+
+    def send(self, target: Target, message: Message) -> None:
+        if not isinstance(target, SesTarget):
+            raise TypeError(f"not an SES target: {type(target).__name__}")
+        try:
+            self._client(target.region).send_email(
+                Source=target.sender,
+                Destination={"ToAddresses": list(target.recipients)},
+                Message={
+                    "Subject": {"Data": f"{message.emoji} {message.headline}", "Charset": "UTF-8"},
+                    "Body": {"Text": {"Data": message.text(), "Charset": "UTF-8"}},
+                },
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise _failure(f"SES SendEmail in {target.region}", error) from None
+
+    def _client(self, region: str) -> SESClient:
+        with self._lock:
+            client = self._clients.get(region)
+            if client is None:
+                client = self._clients[region] = self._session.client(
+                    "ses", region_name=region, config=self._config
+                )
+            return client

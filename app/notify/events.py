@@ -1,0 +1,208 @@
+"""Which transitions a sync announces, from the status Metacontroller sent versus the status we answer.
+
+Pure. The hook is called many times for the same state, so an event is derived from a *change* between the
+recorded status and the new one, never from the state alone; repeats that still get through (retried or stale
+requests) carry the same `key` and are suppressed by the dispatcher.
+"""
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from app.conditions import INVALID_SPEC, MAX_FAILED_JOBS, READY
+from app.decide import STATE_AMI_ADOPTED, STATE_INVALID, STATE_MAX_FAILED
+from app.observed import ObservedJob, Phase
+from app.spec import Condition, JobStatus, ObjectMeta, PackerBuilderSpec, PackerBuilderStatus
+
+EXPIRED_REASON = "AMIExpired"
+_AMI_ID = re.compile(r"\bami-[0-9a-f]{8,17}\b")
+_URL_USERINFO = re.compile(r"//[^/@\s]+@")
+
+
+class Kind(StrEnum):
+    started = "BuildStarted"
+    succeeded = "BuildSucceeded"
+    failed = "BuildFailed"
+    exhausted = "RetriesExhausted"
+    adopted = "AMIAdopted"
+    expired = "AMIExpired"
+    invalid = "InvalidSpec"
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: Kind
+    builder: str
+    namespace: str
+    uid: str
+    # What makes this occurrence distinct from an earlier one of the same kind: a build id, an AMI id, or the
+    # spec generation and its problem.
+    occurrence: str
+    region: str = ""
+    job_name: str = ""
+    base_ami: str = ""
+    image_id: str = ""
+    source: str = ""
+    attempt: int = 0
+    max_attempts: int = 0
+    duration: str = ""
+    detail: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Builder, occurrence, kind: the same transition seen twice has the same key."""
+        return (self.uid or f"{self.namespace}/{self.builder}", self.occurrence, self.kind.value)
+
+
+def events(
+    meta: ObjectMeta,
+    spec: PackerBuilderSpec | None,
+    old: PackerBuilderStatus,
+    new: PackerBuilderStatus,
+    jobs: Sequence[ObservedJob] = (),
+) -> list[Event]:
+    """The transitions from `old` to `new`, in the order they happened. `spec` is None when it is invalid."""
+    region = spec.region if spec is not None else ""
+
+    def event(kind: Kind, occurrence: str, **facts: Any) -> Event:
+        return Event(kind, meta.name, meta.namespace, meta.uid, occurrence, region=region, **facts)
+
+    if spec is None:
+        problem = _message(new.conditions, INVALID_SPEC)
+        if new.state == STATE_INVALID and (
+            old.state != STATE_INVALID or _message(old.conditions, INVALID_SPEC) != problem
+        ):
+            occurrence = f"generation {meta.generation}: {problem}"
+            return [event(Kind.invalid, occurrence, detail=problem)]
+        return []
+
+    limit = spec.maxNumberOfJobs
+    by_name = {job.name: job for job in jobs}
+    found: list[Event] = []
+
+    superseded = by_name.get(old.jobName)
+    if (
+        old.jobStatus == JobStatus.running
+        and old.jobName
+        and new.jobName != old.jobName
+        and superseded is not None
+        and superseded.phase is Phase.failed
+    ):
+        # The failure was recorded and the retry started within one sync: the new status only shows the retry.
+        found.append(
+            event(
+                Kind.failed,
+                superseded.build_id or old.buildID,
+                job_name=old.jobName,
+                base_ami=old.lastRunBaseImageID,
+                attempt=superseded.attempt + 1,
+                max_attempts=limit,
+                detail=superseded.failure,
+            )
+        )
+
+    if new.jobStatus == JobStatus.failed and (old.jobName, old.jobStatus) != (new.jobName, JobStatus.failed):
+        job = by_name.get(new.jobName)
+        found.append(
+            event(
+                Kind.failed,
+                new.buildID,
+                job_name=new.jobName,
+                base_ami=new.lastRunBaseImageID,
+                attempt=max(new.failedJobCount, 1),
+                max_attempts=limit,
+                detail=_failure_reason(new) or (job.failure if job else ""),
+            )
+        )
+
+    if new.jobStatus == JobStatus.completed and (old.jobName, old.jobStatus) != (
+        new.jobName,
+        JobStatus.completed,
+    ):
+        job = by_name.get(new.jobName)
+        found.append(
+            event(
+                Kind.succeeded,
+                new.buildID,
+                job_name=new.jobName,
+                base_ami=new.lastRunBaseImageID,
+                image_id=new.lastRunBuiltImageID,
+                duration=_duration(job) if job else "",
+            )
+        )
+
+    if new.state == STATE_MAX_FAILED and old.state != STATE_MAX_FAILED:
+        found.append(
+            event(
+                Kind.exhausted,
+                new.buildID,
+                job_name=new.jobName,
+                attempt=new.failedJobCount,
+                max_attempts=limit,
+                detail=_message(new.conditions, MAX_FAILED_JOBS),
+            )
+        )
+
+    if new.state == STATE_AMI_ADOPTED and (
+        old.state != STATE_AMI_ADOPTED or old.lastRunBuiltImageID != new.lastRunBuiltImageID
+    ):
+        found.append(
+            event(
+                Kind.adopted,
+                new.lastRunBuiltImageID,
+                image_id=new.lastRunBuiltImageID,
+                base_ami=new.lastRunBaseImageID,
+            )
+        )
+
+    expired = _ready(new.conditions)
+    if expired is not None and expired.reason == EXPIRED_REASON:
+        before = _ready(old.conditions)
+        if before is None or before.reason != EXPIRED_REASON:
+            match = _AMI_ID.search(expired.message)
+            image_id = match.group(0) if match else old.lastRunBuiltImageID
+            found.append(event(Kind.expired, image_id, image_id=image_id, detail=expired.message))
+
+    if new.jobStatus == JobStatus.running and new.jobName and new.jobName != old.jobName:
+        found.append(
+            event(
+                Kind.started,
+                new.buildID,
+                job_name=new.jobName,
+                base_ami=new.lastRunBaseImageID,
+                source=f"{_without_userinfo(spec.builder.repoURL)}@{spec.builder.branch}",
+                attempt=new.failedJobCount + 1,
+                max_attempts=limit,
+            )
+        )
+    return found
+
+
+def _ready(conditions: Sequence[Condition]) -> Condition | None:
+    return next((c for c in conditions if c.type == READY), None)
+
+
+def _message(conditions: Sequence[Condition], kind: str) -> str:
+    return next((c.message for c in conditions if c.type == kind), "")
+
+
+def _failure_reason(status: PackerBuilderStatus) -> str:
+    prefix = f"Build {status.jobName} failed: "
+    return status.lastRunMessage.removeprefix(prefix) if status.lastRunMessage.startswith(prefix) else ""
+
+
+def _duration(job: ObservedJob) -> str:
+    start = job.started_at or job.created_at
+    if start is None or job.finished_at is None:
+        return ""
+    seconds = max(int((job.finished_at - start).total_seconds()), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def _without_userinfo(url: str) -> str:
+    # A repository URL may carry a token (https://user:token@host/...): never put it in a message.
+    return _URL_USERINFO.sub("//", url)

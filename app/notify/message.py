@@ -1,0 +1,83 @@
+"""What a notification says, once, for every channel: a headline, labelled facts, a link to the AMI."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from app.notify.events import Event, Kind
+
+
+class Tone(StrEnum):
+    info = "info"
+    good = "good"
+    bad = "bad"
+
+
+@dataclass(frozen=True)
+class Message:
+    headline: str
+    tone: Tone
+    facts: tuple[tuple[str, str], ...]
+    link: tuple[str, str] | None = None
+
+    @property
+    def emoji(self) -> str:
+        return {Tone.info: "🔨", Tone.good: "✅", Tone.bad: "❌"}[self.tone]
+
+    def text(self) -> str:
+        """The plain-text rendering: email and SNS bodies, Slack's notification fallback."""
+        lines = [self.headline, ""] + [f"{label}: {value}" for label, value in self.facts]
+        if self.link is not None:
+            lines.append(f"{self.link[0]}: {self.link[1]}")
+        return "\n".join(lines)
+
+
+def console_url(region: str, image_id: str) -> str:
+    return f"https://{region}.console.aws.amazon.com/ec2/home?region={region}#ImageDetails:imageId={image_id}"
+
+
+def _attempt(event: Event) -> str:
+    return f"{event.attempt} of {event.max_attempts}"
+
+
+def render(event: Event) -> Message:
+    who = f"{event.namespace}/{event.builder}"
+    link = None
+    if event.image_id and event.region:
+        link = (f"{event.image_id} in the EC2 console", console_url(event.region, event.image_id))
+    facts: list[tuple[str, str]] = [("Builder", who)]
+    match event.kind:
+        case Kind.started:
+            headline, tone = f"AMI build started for {who}", Tone.info
+            facts += [
+                ("Job", event.job_name),
+                ("Base AMI", event.base_ami or "none (the template picks its source)"),
+                ("Source", event.source),
+                ("Attempt", _attempt(event)),
+            ]
+        case Kind.succeeded:
+            headline, tone = f"AMI build succeeded for {who}: {event.image_id}", Tone.good
+            facts += [
+                ("Built AMI", event.image_id),
+                ("Base AMI", event.base_ami or "none"),
+                ("Duration", event.duration or "unknown"),
+                ("Job", event.job_name),
+            ]
+        case Kind.failed:
+            headline, tone = f"AMI build failed for {who} (attempt {_attempt(event)})", Tone.bad
+            facts += [("Job", event.job_name), ("Reason", event.detail or "unknown")]
+        case Kind.exhausted:
+            headline = f"AMI builds stopped for {who}: {event.attempt} of {event.max_attempts} failed"
+            tone = Tone.bad
+            facts += [("Last job", event.job_name), ("Next step", "fix the build, then change the spec")]
+        case Kind.adopted:
+            headline, tone = f"Existing AMI {event.image_id} adopted by {who}", Tone.good
+            facts += [("AMI", event.image_id), ("Base AMI", event.base_ami or "unknown")]
+        case Kind.expired:
+            headline, tone = f"AMI {event.image_id} expired for {who}; a rebuild is due", Tone.info
+            facts += [("Expired", event.detail)]
+        case Kind.invalid:
+            headline, tone = f"Invalid PackerBuilder spec in {who}", Tone.bad
+            facts += [("Problem", event.detail)]
+    if event.region:
+        facts.append(("Region", event.region))
+    return Message(headline, tone, tuple((label, value) for label, value in facts if value), link)
