@@ -245,6 +245,7 @@ HOOK_ONLY: dict[str, Callable[[Spec], None]] = {
     "absolute variables file": _set("builder.commands.0.variablesFile", "/etc/passwd"),
     "variables file outside the checkout": _set("builder.commands.0.variablesFiles", ["../x.hcl"]),
     "zero duration": _set("timeOuts.expiresIn", "0s"),
+    "git-sync container named like the packer one": _set("gitSync.name", "packer"),
 }
 
 
