@@ -1,7 +1,9 @@
 """FastAPI wiring: Metacontroller's hooks and the health endpoints. No decisions are made here."""
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +26,8 @@ from app.spec import PackerBuilderStatus
 log = logging.getLogger("app")
 
 Clock = Callable[[], datetime]
+# Well inside the pod's termination grace period.
+SHUTDOWN_FLUSH_SECONDS = 5
 
 
 def _utc_now() -> datetime:
@@ -83,7 +87,15 @@ def create_app(
         read_timeout=settings.aws_read_timeout,
         max_attempts=settings.aws_max_attempts,
     )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Only the sync that first sees a transition announces it: what is still queued now is lost for good.
+        await asyncio.to_thread(dispatcher.flush, SHUTDOWN_FLUSH_SECONDS)
+
     api = FastAPI(
+        lifespan=lifespan,
         title="PackerBuilder hook",
         summary="Metacontroller CompositeController hooks that keep fresh, tagged AMIs built by Packer.",
         version="0.1.0",

@@ -236,3 +236,10 @@ def test_a_builder_without_notifiers_gets_no_condition() -> None:
     result = announced(request(parent(spec)))
     assert all(c.type != NOTIFIER_READY for c in result.status.conditions)
     assert result.events == ()
+
+
+def test_a_replayed_first_sync_gets_the_same_condition() -> None:
+    first = announced(request(parent()), now=T0)
+    replayed = announced(request(parent()), now=T0 + timedelta(seconds=7))
+    assert notifier_ready(replayed.status) == notifier_ready(first.status)
+    assert notifier_ready(first.status)["lastTransitionTime"] == parent()["metadata"]["creationTimestamp"]
