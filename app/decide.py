@@ -145,7 +145,7 @@ def as_desired(raw: Mapping[str, Any]) -> dict[str, Any]:
     return pruned
 
 
-def _transition_time(world: World, now: datetime) -> datetime:
+def transition_time(world: World, now: datetime) -> datetime:
     """`now`, except on a builder's very first sync, whose transitions date from the builder's creation.
 
     A first sync happens moments after creation; using that moment makes the answer to a replayed first
@@ -199,7 +199,7 @@ def _invalid_spec(world: World, error: SpecError, now: datetime) -> Decision:
     ]
     status = world.status.model_copy(
         update={
-            "conditions": cond.merge(world.status.conditions, wanted, _transition_time(world, now)),
+            "conditions": cond.merge(world.status.conditions, wanted, transition_time(world, now)),
             "state": STATE_INVALID,
             "observedGeneration": world.meta.generation,
         }
@@ -225,7 +225,7 @@ class _Reconcile:
         self.expires_in = parse_duration(spec.timeOuts.expiresIn)
         self.timer = _ceil_seconds(parse_duration(spec.timeOuts.controllerTimer))
         self.region = spec.region
-        self.stamp = _transition_time(world, now)
+        self.stamp = transition_time(world, now)
 
     # -- entry point -------------------------------------------------------------------------------------------
 

@@ -11,11 +11,10 @@ from typing import Any
 
 from app import conditions as cond
 from app.conditions import Wanted
-from app.decide import World
+from app.decide import World, transition_time
 from app.notify.events import Event, events
 from app.notify.targets import Resolved, SecretData, Target, notifier_of, resolve
 from app.spec import ConditionStatus, Notifier, PackerBuilderSpec, PackerBuilderStatus
-from app.tags import parse_timestamp
 
 NOTIFIER_READY = "NotifierReady"
 
@@ -46,7 +45,7 @@ def announce(
     if not _configured(notifier):
         return Announcement(new)
     resolved = resolve(notifier, world.meta.namespace, region, secrets, fallback_slack_token)
-    status = _with_condition(world.status, new, _condition(resolved), _transition_time(world, now))
+    status = _with_condition(world.status, new, _condition(resolved), transition_time(world, now))
     found_events = events(world.meta, spec, world.status, new, world.jobs)
     return Announcement(status, tuple(found_events), resolved.targets)
 
@@ -62,18 +61,6 @@ def _condition(resolved: Resolved) -> Wanted:
     counts = Counter(target.channel_name for target in resolved.targets)
     described = ", ".join(f"{name} ({n})" if n > 1 else name for name, n in counts.items())
     return Wanted(NOTIFIER_READY, ConditionStatus.true, "Configured", f"Notifying {described or 'nobody'}")
-
-
-def _transition_time(world: World, now: datetime) -> datetime:
-    """`now`, except on a builder's first sync, which dates from the builder's creation as decide() does:
-    a replayed first request must get a byte-identical answer (rule 3)."""
-    recorded = world.status
-    if recorded.conditions or recorded.jobName or not world.meta.creationTimestamp:
-        return now
-    try:
-        return min(parse_timestamp(world.meta.creationTimestamp), now)
-    except ValueError:
-        return now
 
 
 def _with_condition(
