@@ -34,6 +34,9 @@ def record(entry):
 sub = sys.argv[1] if len(sys.argv) > 1 else ""
 record({"tool": "packer", "argv": sys.argv[1:], "cwd": os.getcwd()})
 code = int(os.environ.get("FAKE_%s_EXIT" % sub.upper(), "0"))
+if sub == "validate" and os.environ.get("FAKE_VALIDATE_READY"):
+    open(os.environ["FAKE_VALIDATE_READY"], "w").close()
+    time.sleep(0.5)  # the kubelet's SIGTERM reaches only the shell, which lets validate finish
 if sub == "build":
     ready = os.environ.get("FAKE_BUILD_READY")
     if ready:
@@ -152,7 +155,7 @@ def pod(request: pytest.FixtureRequest, tmp_path: Path) -> Pod:
         # Like the Alpine-based hashicorp/packer image: the utilities the script uses are busybox's too.
         busybox = shutil.which("busybox")
         assert busybox
-        for applet in ("awk", "mkfifo", "rm"):
+        for applet in ("awk", "mkfifo", "rm", "sleep"):
             (tmp_path / "bin" / applet).symlink_to(busybox)
     _executable(tmp_path / "bin" / "packer", FAKE_PACKER)
     _executable(tmp_path / "bin" / "git", FAKE_GIT)
@@ -398,6 +401,30 @@ def test_sigterm_reaches_packer_which_cleans_up(pod: Pod) -> None:
     assert {"tool": "packer", "signal": signal.SIGTERM} in run.calls
     assert "cleaning up after SIGTERM\n" in run.stdout
     assert run.returncode == 1
+
+
+def test_sigterm_before_the_build_stops_without_starting_it(pod: Pod) -> None:
+    """A Job deleted during validate must not go on to launch EC2 instances it then has no time to clean up."""
+    ready = pod.root / "validate-started"
+    with subprocess.Popen(
+        [*pod.shell, "-c", container_script(make_spec(), None)],
+        env=pod.env(FAKE_VALIDATE_READY=str(ready)),
+        cwd=pod.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as shell:
+        deadline = time.monotonic() + TIMEOUT
+        while not ready.exists():
+            assert shell.poll() is None, shell.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        shell.send_signal(signal.SIGTERM)
+        stdout, stderr = shell.communicate(timeout=TIMEOUT)
+
+    run = pod.result(shell.returncode, stdout, stderr)
+    assert run.returncode == 143
+    assert [call["argv"][0] for call in run.calls] == ["init", "validate"]
 
 
 def test_tmpdir_defaults_and_the_fifo_is_removed(pod: Pod) -> None:
