@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -28,6 +27,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 from cachetools import TTLCache
 
+from app.aws_clients import PerRegion, bounded_config
 from app.spec import AmiFilter
 from app.tags import Image, parse_timestamp
 
@@ -102,12 +102,10 @@ class Ec2:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session = session or boto3.session.Session()
-        self._config = Config(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries={"total_max_attempts": max_attempts, "mode": "standard"},
+        config = bounded_config(connect_timeout, read_timeout, max_attempts)
+        self._client: PerRegion[EC2Client] = PerRegion(
+            lambda region: self._session.client("ec2", region_name=region, config=config)
         )
-        self._clients: dict[str, EC2Client] = {}
         self._lock = threading.Lock()
         self._base_images: TTLCache[tuple[str, CanonicalFilters], Image | None] = TTLCache(
             maxsize=_MAX_CACHED_SELECTORS, ttl=base_image_ttl_seconds, timer=clock
@@ -197,16 +195,6 @@ class Ec2:
     def _describe(self, region: str, **params: Any) -> list[Image]:
         pages = self._client(region).get_paginator("describe_images").paginate(**params)
         return [to_image(raw) for page in pages for raw in page.get("Images", [])]
-
-    def _client(self, region: str) -> EC2Client:
-        # boto3 clients are thread-safe; creating them from a shared session is not.
-        with self._lock:
-            client = self._clients.get(region)
-            if client is None:
-                client = self._clients[region] = self._session.client(
-                    "ec2", region_name=region, config=self._config
-                )
-            return client
 
 
 def canonical_filters(filters: Sequence[AmiFilter]) -> CanonicalFilters:

@@ -7,13 +7,12 @@ real services are configured the same way. Credentials are the service's own (IR
 from __future__ import annotations
 
 import hashlib
-import threading
 from typing import TYPE_CHECKING
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from app.aws_clients import PerRegion, bounded_config
 from app.notify.dispatch import NotifyError
 from app.notify.message import Message
 from app.notify.targets import SesTarget, SnsTarget, Target
@@ -25,14 +24,6 @@ if TYPE_CHECKING:
 
 # SNS subjects: ASCII, no line breaks, under 100 characters.
 _SUBJECT_MAX = 99
-
-
-def _config(connect_timeout: float, read_timeout: float, max_attempts: int) -> Config:
-    return Config(
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        retries={"total_max_attempts": max_attempts, "mode": "standard"},
-    )
 
 
 def _failure(service: str, error: Exception) -> NotifyError:
@@ -56,10 +47,11 @@ class SnsSender:
         max_attempts: int = 2,
         session: boto3.session.Session | None = None,
     ) -> None:
-        self._session = session or boto3.session.Session()
-        self._config = _config(connect_timeout, read_timeout, max_attempts)
-        self._clients: dict[str, SNSClient] = {}
-        self._lock = threading.Lock()
+        boto = session or boto3.session.Session()
+        config = bounded_config(connect_timeout, read_timeout, max_attempts)
+        self._client: PerRegion[SNSClient] = PerRegion(
+            lambda region: boto.client("sns", region_name=region, config=config)
+        )
 
     def send(self, target: Target, message: Message) -> None:
         if not isinstance(target, SnsTarget):
@@ -80,15 +72,6 @@ class SnsSender:
         except (ClientError, BotoCoreError) as error:
             raise _failure(f"SNS Publish to {target.topic_arn}", error) from None
 
-    def _client(self, region: str) -> SNSClient:
-        with self._lock:
-            client = self._clients.get(region)
-            if client is None:
-                client = self._clients[region] = self._session.client(
-                    "sns", region_name=region, config=self._config
-                )
-            return client
-
 
 class SesSender:
     def __init__(
@@ -99,10 +82,11 @@ class SesSender:
         max_attempts: int = 2,
         session: boto3.session.Session | None = None,
     ) -> None:
-        self._session = session or boto3.session.Session()
-        self._config = _config(connect_timeout, read_timeout, max_attempts)
-        self._clients: dict[str, SESClient] = {}
-        self._lock = threading.Lock()
+        boto = session or boto3.session.Session()
+        config = bounded_config(connect_timeout, read_timeout, max_attempts)
+        self._client: PerRegion[SESClient] = PerRegion(
+            lambda region: boto.client("ses", region_name=region, config=config)
+        )
 
     def send(self, target: Target, message: Message) -> None:
         if not isinstance(target, SesTarget):
@@ -118,12 +102,3 @@ class SesSender:
             )
         except (ClientError, BotoCoreError) as error:
             raise _failure(f"SES SendEmail in {target.region}", error) from None
-
-    def _client(self, region: str) -> SESClient:
-        with self._lock:
-            client = self._clients.get(region)
-            if client is None:
-                client = self._clients[region] = self._session.client(
-                    "ses", region_name=region, config=self._config
-                )
-            return client
