@@ -318,28 +318,14 @@ def unanswered_endpoint() -> Iterator[str]:
 
 
 @pytest.mark.usefixtures("secret_env")
-def test_unanswered_connect_times_out_as_temporary_within_the_budget(
-    monkeypatch: pytest.MonkeyPatch, unanswered_endpoint: str
+@pytest.mark.parametrize(
+    ("endpoint", "code"),
+    [("unanswered_endpoint", "ConnectTimeout"), ("slow_endpoint", "ReadTimeout")],
+)
+def test_a_hanging_endpoint_times_out_as_temporary_within_the_budget(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, endpoint: str, code: str
 ) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", unanswered_endpoint)
-    ec2 = Ec2(connect_timeout=0.5, read_timeout=0.5, max_attempts=2)
-
-    started = time.monotonic()
-    with pytest.raises(AwsError) as caught:
-        ec2.images_by_id(REGION, [NEWEST_EKS_130_X86])
-    elapsed = time.monotonic() - started
-
-    assert caught.value.code == "ConnectTimeout"
-    assert caught.value.temporary
-    assert 0.5 * 2 <= elapsed < WITHIN_BUDGET, "two attempts, each cut at the connect timeout"
-    assert_clean(caught.value)
-
-
-@pytest.mark.usefixtures("secret_env")
-def test_slow_endpoint_times_out_as_temporary_within_the_budget(
-    monkeypatch: pytest.MonkeyPatch, slow_endpoint: str
-) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", slow_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", request.getfixturevalue(endpoint))
     ec2 = Ec2(connect_timeout=0.5, read_timeout=0.5, max_attempts=2)
 
     started = time.monotonic()
@@ -347,9 +333,9 @@ def test_slow_endpoint_times_out_as_temporary_within_the_budget(
         ec2.managed_images(REGION, management())
     elapsed = time.monotonic() - started
 
-    assert caught.value.code == "ReadTimeout"
+    assert caught.value.code == code
     assert caught.value.temporary
-    assert 0.5 * 2 <= elapsed < WITHIN_BUDGET, "two attempts, each cut at the read timeout"
+    assert 0.5 * 2 <= elapsed < WITHIN_BUDGET, "two attempts, each cut at the timeout"
     assert_clean(caught.value)
 
 
