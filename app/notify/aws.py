@@ -10,6 +10,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.aws_clients import PerRegion, bounded_config
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 # SNS subjects: ASCII, no line breaks, under 100 characters.
 _SUBJECT_MAX = 99
+_BOUNDED = bounded_config(connect_timeout=1, read_timeout=3, max_attempts=2)
 
 
 def _failure(service: str, error: Exception) -> NotifyError:
@@ -39,16 +41,8 @@ def sns_subject(message: Message) -> str:
 
 
 class SnsSender:
-    def __init__(
-        self,
-        *,
-        connect_timeout: float = 1,
-        read_timeout: float = 3,
-        max_attempts: int = 2,
-        session: boto3.session.Session | None = None,
-    ) -> None:
+    def __init__(self, config: Config = _BOUNDED, session: boto3.session.Session | None = None) -> None:
         boto = session or boto3.session.Session()
-        config = bounded_config(connect_timeout, read_timeout, max_attempts)
         self._client: PerRegion[SNSClient] = PerRegion(
             lambda region: boto.client("sns", region_name=region, config=config)
         )
@@ -74,16 +68,8 @@ class SnsSender:
 
 
 class SesSender:
-    def __init__(
-        self,
-        *,
-        connect_timeout: float = 1,
-        read_timeout: float = 3,
-        max_attempts: int = 2,
-        session: boto3.session.Session | None = None,
-    ) -> None:
+    def __init__(self, config: Config = _BOUNDED, session: boto3.session.Session | None = None) -> None:
         boto = session or boto3.session.Session()
-        config = bounded_config(connect_timeout, read_timeout, max_attempts)
         self._client: PerRegion[SESClient] = PerRegion(
             lambda region: boto.client("ses", region_name=region, config=config)
         )

@@ -1,5 +1,6 @@
 """The four senders, configured from the service settings."""
 
+from app.aws_clients import bounded_config
 from app.notify.aws import SesSender, SnsSender
 from app.notify.discord import DiscordSender
 from app.notify.dispatch import Dispatcher
@@ -9,13 +10,12 @@ from app.settings import Settings
 
 def dispatcher_from(settings: Settings) -> Dispatcher:
     timeout = settings.notify_timeout_seconds
-    connect = min(settings.aws_connect_timeout, timeout)
-    attempts = settings.aws_max_attempts
+    aws = bounded_config(min(settings.aws_connect_timeout, timeout), timeout, settings.aws_max_attempts)
     return Dispatcher(
         {
             "slack": SlackSender(settings.slack_api_url, timeout=timeout),
-            "sns": SnsSender(connect_timeout=connect, read_timeout=timeout, max_attempts=attempts),
-            "ses": SesSender(connect_timeout=connect, read_timeout=timeout, max_attempts=attempts),
+            "sns": SnsSender(aws),
+            "ses": SesSender(aws),
             "discord": DiscordSender(timeout=timeout),
         },
         queue_size=settings.notify_queue_size,

@@ -9,23 +9,12 @@ import pytest
 
 from app.notify.aws import SesSender, SnsSender
 from app.notify.dispatch import NotifyError
-from app.notify.events import Event, Kind
 from app.notify.message import console_url, render
 from app.notify.targets import SesTarget, SnsTarget
 from tests.aws import REGION
+from tests.events import build_succeeded
 
-BUILT = Event(
-    Kind.succeeded,
-    "packer-builder",
-    "ami-builds",
-    "uid-1",
-    "build-1",
-    region=REGION,
-    job_name="packer-builder-1a2b3c4d",
-    base_ami="ami-0base",
-    image_id="ami-0built",
-    duration="25m07s",
-)
+BUILT = build_succeeded(REGION)
 SENDER = "ami-builds@example.com"
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

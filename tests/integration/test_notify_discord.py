@@ -7,25 +7,14 @@ import pytest
 
 from app.notify.discord import DiscordSender
 from app.notify.dispatch import NotifyError
-from app.notify.events import Event, Kind
 from app.notify.message import console_url, render
 from app.notify.targets import DiscordTarget
 from tests.aws import free_port
+from tests.events import build_succeeded
 from tests.fakes.discord import WEBHOOK_PATH, FakeDiscord, fake_discord, rate_limited
 from tests.fakes.server import Reply
 
-BUILT = Event(
-    Kind.succeeded,
-    "packer-builder",
-    "ami-builds",
-    "uid-1",
-    "build-1",
-    region="us-west-2",
-    job_name="packer-builder-1a2b3c4d",
-    base_ami="ami-0base",
-    image_id="ami-0built",
-    duration="25m07s",
-)
+BUILT = build_succeeded()
 
 
 @pytest.fixture

@@ -5,19 +5,9 @@ from app.notify.discord import payload
 from app.notify.events import Event, Kind
 from app.notify.message import console_url, render
 from app.notify.slack import blocks
+from tests.events import build_succeeded
 
-SUCCEEDED = Event(
-    Kind.succeeded,
-    "packer-builder",
-    "ami-builds",
-    "uid-1",
-    "build-1",
-    region="eu-west-1",
-    job_name="packer-builder-1a2b3c4d",
-    base_ami="ami-0base",
-    image_id="ami-0built",
-    duration="25m07s",
-)
+SUCCEEDED = build_succeeded("eu-west-1")
 FAILED = Event(
     Kind.failed,
     "packer-builder",
