@@ -5,11 +5,12 @@ reads as "the Job from the last response, now running / succeeded / failed".
 """
 
 import copy
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.build import LABEL_BUILD_ID, PACKER_CONTAINER
-from app.spec import parse_spec
+from app.spec import PackerBuilderSpec, parse_spec
 from app.tags import Image, format_timestamp, management_tags
 from tests.seed import SEED_SPEC
 
@@ -196,3 +197,34 @@ def managed_image(
         **(extra or {}),
     }
     return Image(image_id, state, created, "opsy-built", tags)
+
+
+def make_spec(builder: dict[str, Any] | None = None, **top: Any) -> PackerBuilderSpec:
+    """A minimal valid spec (public repo, no filters), with `builder` fields and top-level fields overridden."""
+    raw: dict[str, Any] = {
+        "region": "us-west-2",
+        "builder": {"repoURL": "https://example.com/org/images.git", "image": "hashicorp/packer:1.11"},
+    }
+    raw["builder"].update(builder or {})
+    raw.update(top)
+    return parse_spec(raw)
+
+
+def fail_each_build(
+    answer: dict[str, Any],
+    times: int,
+    resync: Callable[[dict[str, Any], list[dict[str, Any]]], dict[str, Any]],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Fails the new build Job of each answer `times` times, resyncing with (status, observed Jobs) after each.
+
+    The failures lie hours back, so the retry backoff has passed and each retry starts in the next sync.
+    Returns the last answer and the failed Jobs.
+    """
+    now = datetime.now(UTC)
+    jobs: list[dict[str, Any]] = []
+    for _ in range(times):
+        seen = {job["metadata"]["name"] for job in jobs}
+        (job,) = [c for c in answer["children"] if c["metadata"]["name"] not in seen]
+        jobs.append(failed(job, now - timedelta(hours=3), now - timedelta(hours=2)))
+        answer = resync(answer["status"], jobs)
+    return answer, jobs

@@ -12,7 +12,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.tags import format_timestamp
 from tests.aws import NEWEST_EKS_130_X86, REGION, ec2_client, register_built_ami, tags_of
-from tests.builders import build_pod, failed, parent, request, running, succeeded
+from tests.builders import build_pod, fail_each_build, parent, request, running, succeeded
 from tests.http import get, post, serve
 from tests.seed import SEED_SPEC
 
@@ -102,16 +102,12 @@ def test_an_existing_tagged_ami_is_adopted_as_is(hook: str, ec2_env: str) -> Non
 def test_failures_retry_up_to_the_limit(hook: str) -> None:
     spec = copy.deepcopy(SEED_SPEC)
     spec["maxNumberOfJobs"] = 2
-    now = datetime.now(UTC)
-    answer = sync(hook, request(parent(spec)))
-    jobs: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for _ in range(2):
-        (job,) = [c for c in answer["children"] if c["metadata"]["name"] not in seen]
-        seen.add(job["metadata"]["name"])
-        # Long ago, so the retry backoff has passed.
-        jobs.append(failed(job, now - timedelta(hours=3), now - timedelta(hours=2)))
-        answer = sync(hook, request(parent(spec, status=answer["status"]), jobs))
+    answer, jobs = fail_each_build(
+        sync(hook, request(parent(spec))),
+        2,
+        lambda status, jobs: sync(hook, request(parent(spec, status=status), jobs)),
+    )
+    seen = {job["metadata"]["name"] for job in jobs}
     assert answer["status"]["failedJobCount"] == 2
     assert sorted(names(answer)) == sorted(seen)
     assert any(

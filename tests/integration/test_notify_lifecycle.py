@@ -20,7 +20,7 @@ from app.notify.channels import dispatcher_from
 from app.notify.dispatch import Dispatcher
 from app.settings import Settings
 from tests.aws import NEWEST_EKS_130_X86, REGION, ec2_client, register_built_ami
-from tests.builders import NAMESPACE, build_pod, failed, parent, request, running, succeeded
+from tests.builders import NAMESPACE, build_pod, fail_each_build, parent, request, running, succeeded
 from tests.fakes.discord import FakeDiscord, fake_discord
 from tests.fakes.slack import FakeSlack, fake_slack
 from tests.http import get, post, serve
@@ -164,17 +164,8 @@ def test_new_started_succeeded_is_two_messages_per_channel(
 
 def test_failures_up_to_the_retry_limit(world: World) -> None:
     world.spec["maxNumberOfJobs"] = 2
-    now = datetime.now(UTC)
     who = "ami-builds/packer-builder-local"
-    answer = world.sync(None)
-    jobs: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for _ in range(2):
-        (job,) = [c for c in answer["children"] if c["metadata"]["name"] not in seen]
-        seen.add(job["metadata"]["name"])
-        # Long ago, so the retry backoff has passed and the retry starts in the same sync.
-        jobs.append(failed(job, now - timedelta(hours=3), now - timedelta(hours=2)))
-        answer = world.sync(answer["status"], jobs)
+    answer, jobs = fail_each_build(world.sync(None), 2, world.sync)
     again = world.sync(answer["status"], jobs)
     assert again["status"]["state"] == "MaxFailedJobsReached"
     every_channel(

@@ -26,22 +26,13 @@ from app.build import (
     plan_build,
 )
 from app.job import container_script, packer_command, parse_termination_message, render_job
-from app.spec import PackerBuilderSpec, SpecError, parse_spec
+from app.spec import SpecError, parse_spec
+from tests.builders import make_spec
 from tests.seed import SEED_SPEC
 
 BASE = "ami-0123456789abcdef0"
 UID = "0f3c7a52-9c1e-4b8e-a4a5-1b2c3d4e5f60"
 FILTERS = [{"name": "owner-id", "values": ["602401143452"]}]
-
-
-def make_spec(builder: dict[str, Any] | None = None, **top: Any) -> PackerBuilderSpec:
-    raw: dict[str, Any] = {
-        "region": "us-west-2",
-        "builder": {"repoURL": "https://example.com/org/images.git", "image": "hashicorp/packer:1.11"},
-    }
-    raw["builder"].update(builder or {})
-    raw.update(top)
-    return parse_spec(raw)
 
 
 def argvs(command: str) -> list[list[str]]:

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from app.job import container_script, packer_command, parse_termination_message
-from app.spec import PackerBuilderSpec, parse_spec
+from app.spec import PackerBuilderSpec
+from tests.builders import make_spec
 
 BASE = "ami-0123456789abcdef0"
 TIMEOUT = 30
@@ -139,6 +140,26 @@ class Pod:
         )
         return self.result(done.returncode, done.stdout, done.stderr)
 
+    def terminate_during(self, step: str, **env: str) -> Run:
+        """Runs the script and sends the shell SIGTERM, as the kubelet does, once `packer <step>` is running."""
+        ready = self.root / f"{step}-started"
+        with subprocess.Popen(
+            [*self.shell, "-c", container_script(make_spec(), None)],
+            env=self.env(**{f"FAKE_{step.upper()}_READY": str(ready)}, **env),
+            cwd=self.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as shell:
+            deadline = time.monotonic() + TIMEOUT
+            while not ready.exists():
+                assert shell.poll() is None, shell.communicate()
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            shell.send_signal(signal.SIGTERM)
+            stdout, stderr = shell.communicate(timeout=TIMEOUT)
+        return self.result(shell.returncode, stdout, stderr)
+
 
 def _executable(path: Path, body: str) -> None:
     path.write_text(f"#!{sys.executable}\n{body}")
@@ -162,16 +183,6 @@ def pod(request: pytest.FixtureRequest, tmp_path: Path) -> Pod:
     (tmp_path / "build-output").write_text(BUILD_OUTPUT)
     (tmp_path / "termination-log").write_text("")  # the kubelet creates it empty
     return Pod(tmp_path, request.param)
-
-
-def make_spec(builder: dict[str, Any] | None = None, **top: Any) -> PackerBuilderSpec:
-    raw: dict[str, Any] = {
-        "region": "us-west-2",
-        "builder": {"repoURL": "https://example.com/org/images.git", "image": "hashicorp/packer:1.11"},
-    }
-    raw["builder"].update(builder or {})
-    raw.update(top)
-    return parse_spec(raw)
 
 
 def expected_runs(spec: PackerBuilderSpec, base_ami: str | None) -> list[list[str]]:
@@ -379,25 +390,8 @@ def test_missing_project_dir_fails_without_running_packer(pod: Pod) -> None:
 
 def test_sigterm_reaches_packer_which_cleans_up(pod: Pod) -> None:
     """The kubelet signals only PID 1 (the shell); Packer must hear it to delete its EC2 resources."""
-    ready = pod.root / "build-started"
-    script = container_script(make_spec(), None)
-    with subprocess.Popen(
-        [*pod.shell, "-c", script],
-        env=pod.env(FAKE_BUILD_READY=str(ready), FAKE_BUILD_EXIT="1"),
-        cwd=pod.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as shell:
-        deadline = time.monotonic() + TIMEOUT
-        while not ready.exists():
-            assert shell.poll() is None, shell.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        shell.send_signal(signal.SIGTERM)
-        stdout, stderr = shell.communicate(timeout=TIMEOUT)
+    run = pod.terminate_during("build", FAKE_BUILD_EXIT="1")
 
-    run = pod.result(shell.returncode, stdout, stderr)
     assert {"tool": "packer", "signal": signal.SIGTERM} in run.calls
     assert "cleaning up after SIGTERM\n" in run.stdout
     assert run.returncode == 1
@@ -405,24 +399,8 @@ def test_sigterm_reaches_packer_which_cleans_up(pod: Pod) -> None:
 
 def test_sigterm_before_the_build_stops_without_starting_it(pod: Pod) -> None:
     """A Job deleted during validate must not go on to launch EC2 instances it then has no time to clean up."""
-    ready = pod.root / "validate-started"
-    with subprocess.Popen(
-        [*pod.shell, "-c", container_script(make_spec(), None)],
-        env=pod.env(FAKE_VALIDATE_READY=str(ready)),
-        cwd=pod.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as shell:
-        deadline = time.monotonic() + TIMEOUT
-        while not ready.exists():
-            assert shell.poll() is None, shell.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        shell.send_signal(signal.SIGTERM)
-        stdout, stderr = shell.communicate(timeout=TIMEOUT)
+    run = pod.terminate_during("validate")
 
-    run = pod.result(shell.returncode, stdout, stderr)
     assert run.returncode == 143
     assert [call["argv"][0] for call in run.calls] == ["init", "validate"]
 
