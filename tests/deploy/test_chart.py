@@ -142,6 +142,9 @@ def test_settings_reach_the_container_as_env(
         "WEB_CONCURRENCY": "1",
         "LOG_LEVEL": "INFO",
         "BASE_IMAGE_CACHE_SECONDS": "300",
+        "NOTIFY_TIMEOUT_SECONDS": "3",
+        "NOTIFY_DEDUPE_SECONDS": "86400",
+        "NOTIFY_QUEUE_SIZE": "1000",
     }
     env = _env(_container(all_on["Deployment"]))
     assert env["PORT"] == "9090"
@@ -149,6 +152,12 @@ def test_settings_reach_the_container_as_env(
     assert env["AWS_REGION"] == "us-west-2"
     assert env["SLACK_API_URL"] == "https://slack.example.com/api/"
     assert env["NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert env["SLACK_BOT_TOKEN"] == {"secretKeyRef": {"name": "slack-bot", "key": "bot-token"}}
+    assert (env["NOTIFY_TIMEOUT_SECONDS"], env["NOTIFY_DEDUPE_SECONDS"], env["NOTIFY_QUEUE_SIZE"]) == (
+        "5",
+        "3600",
+        "500",
+    )
     assert _container(all_on["Deployment"])["ports"][0]["containerPort"] == 9090
 
 
@@ -248,6 +257,8 @@ WRONG_VALUES = {
     "region": "hook.awsRegion=Oregon",
     "root user": "runAsUser=0",
     "scrape interval": "serviceMonitor.interval=often",
+    "slack token secret name": "hook.slackBotToken.secretName=Slack_Token",
+    "notify queue": "hook.notify.queueSize=0",
 }
 
 
