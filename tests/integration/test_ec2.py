@@ -5,7 +5,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -283,20 +283,25 @@ def assert_clean(error: AwsError) -> None:
         assert "SECRETKEY" not in text
 
 
+def timed_failure(call: Callable[[], object]) -> tuple[AwsError, float]:
+    """The AwsError `call` raises, and how long it took to give up."""
+    started = time.monotonic()
+    with pytest.raises(AwsError) as caught:
+        call()
+    return caught.value, time.monotonic() - started
+
+
 @pytest.mark.usefixtures("secret_env")
 def test_unreachable_endpoint_is_temporary_and_quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", f"http://127.0.0.1:{free_port()}")
     ec2 = Ec2()
 
-    started = time.monotonic()
-    with pytest.raises(AwsError) as caught:
-        ec2.newest_base_image(REGION, SEED_FILTERS)
-    elapsed = time.monotonic() - started
+    error, elapsed = timed_failure(lambda: ec2.newest_base_image(REGION, SEED_FILTERS))
 
-    assert caught.value.code == "EndpointConnectionError"
-    assert caught.value.temporary
+    assert error.code == "EndpointConnectionError"
+    assert error.temporary
     assert elapsed < WITHIN_BUDGET
-    assert_clean(caught.value)
+    assert_clean(error)
 
 
 @pytest.fixture
@@ -328,15 +333,12 @@ def test_a_hanging_endpoint_times_out_as_temporary_within_the_budget(
     monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", request.getfixturevalue(endpoint))
     ec2 = Ec2(connect_timeout=0.5, read_timeout=0.5, max_attempts=2)
 
-    started = time.monotonic()
-    with pytest.raises(AwsError) as caught:
-        ec2.managed_images(REGION, management())
-    elapsed = time.monotonic() - started
+    error, elapsed = timed_failure(lambda: ec2.managed_images(REGION, management()))
 
-    assert caught.value.code == code
-    assert caught.value.temporary
+    assert error.code == code
+    assert error.temporary
     assert 0.5 * 2 <= elapsed < WITHIN_BUDGET, "two attempts, each cut at the timeout"
-    assert_clean(caught.value)
+    assert_clean(error)
 
 
 @pytest.mark.usefixtures("secret_env")
@@ -345,16 +347,13 @@ def test_throttling_is_temporary_after_a_bounded_number_of_attempts() -> None:
     sends = Sends(session, "DescribeImages", answer=ec2_error(503, "RequestLimitExceeded"))
     ec2 = Ec2(session=session)
 
-    started = time.monotonic()
-    with pytest.raises(AwsError) as caught:
-        ec2.newest_base_image(REGION, SEED_FILTERS)
-    elapsed = time.monotonic() - started
+    error, elapsed = timed_failure(lambda: ec2.newest_base_image(REGION, SEED_FILTERS))
 
-    assert caught.value.code == "RequestLimitExceeded"
-    assert caught.value.temporary
+    assert error.code == "RequestLimitExceeded"
+    assert error.temporary
     assert sends.count == 2
     assert elapsed < WITHIN_BUDGET
-    assert_clean(caught.value)
+    assert_clean(error)
 
 
 @pytest.mark.usefixtures("secret_env")
