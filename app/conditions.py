@@ -15,6 +15,9 @@ BASE_IMAGE_NOT_FOUND = "BaseImageNotFound"
 WAITING_FOR_IMAGE = "WaitingForImage"
 INVALID_SPEC = "InvalidSpec"
 AWS_ERROR = "AWSError"
+BASE_IMAGE_OUTDATED = "BaseImageOutdated"
+SCHEDULED = "Scheduled"
+SUSPENDED = "Suspended"
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,10 @@ def merge(previous: list[Condition], wanted: list[Wanted], now: datetime) -> lis
             )
         )
     return sorted(merged, key=lambda c: (c.type != READY, c.type))
+
+
+def false(kind: str, reason: str, message: str, since: datetime | None = None) -> Wanted:
+    return Wanted(kind, ConditionStatus.false, reason, message, since)
 
 
 def since(previous: list[Condition], kind: str) -> str | None:

@@ -1,45 +1,34 @@
 """The reconcile decision: (parent, observed Jobs and Pods, AMI facts, now) -> (Jobs, status, resync, effects).
 
 Pure: no I/O, no clock, no randomness. Follows the Metacontroller contract in DESIGN.md section 3; the rule
-numbers in comments refer to it.
+numbers in comments refer to it. What the last build produced lives in app.outcome, which Jobs stay in
+app.children, when things happen in app.timing and whether the base AMI moved on in app.freshness.
 """
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from app import conditions as cond
+from app.base_image import BaseImageMissing
 from app.build import ANNOTATION_COMMAND, BuildPlan, plan_build
+from app.children import as_desired, keeps, sorted_children
 from app.conditions import Wanted
 from app.durations import parse_duration
 from app.facts import AmiFacts, AwsFault
-from app.job import parse_termination_message, render_job
+from app.freshness import BaseCheck, check_base
+from app.job import render_job
 from app.observed import BuildReport, ObservedJob, Phase
+from app.outcome import Kind, Outcome, built_tags, latest_outcome
 from app.spec import JobStatus, ObjectMeta, PackerBuilderSpec, PackerBuilderStatus, SpecError
-from app.tags import (
-    ACTIVE,
-    BASE_AMI,
-    BUILD_ID,
-    CREATE_TIMESTAMP,
-    DEPRECATED,
-    JOB_ID,
-    STATUS,
-    Image,
-    format_timestamp,
-    management_tags,
-    parse_timestamp,
-)
+from app.tags import ACTIVE, BASE_AMI, DEPRECATED, STATUS, Image, format_timestamp, parse_timestamp
+from app.timing import ceil_seconds, retry_at, wake_after, window_start
 
 RUNNING_RESYNC = 60
 WAITING_RESYNC = 30
 FAULT_RESYNC_MIN = 15
 FAULT_RESYNC_MAX = 300
-RETRY_BACKOFF = timedelta(seconds=60)
-RETRY_BACKOFF_CAP = timedelta(hours=1)
-# How long a finished build may take to show its AMI (termination message, EC2 eventual consistency).
-ARTIFACT_GRACE = timedelta(minutes=15)
 
 STATE_JOB_CREATION = "JobCreation"
 STATE_JOB_RUNNING = "JobRunning"
@@ -51,6 +40,8 @@ STATE_MAX_FAILED = "MaxFailedJobsReached"
 STATE_NO_BASE = "BaseImageNotFound"
 STATE_INVALID = "InvalidSpec"
 STATE_FINALIZING = "Finalizing"
+STATE_SCHEDULED = "Scheduled"
+STATE_SUSPENDED = "Suspended"
 
 
 @dataclass(frozen=True)
@@ -74,75 +65,23 @@ class TagImages:
 
 
 @dataclass(frozen=True)
+class _Due:
+    """A build that is due, and what the latest finished build leaves to record and keep."""
+
+    current: Image | None
+    outcome: Outcome | None
+    effects: tuple["TagImages", ...]
+    recorded: dict[str, Any]
+    recorded_now: bool
+
+
+@dataclass(frozen=True)
 class Decision:
     children: tuple[dict[str, Any], ...]
     status: PackerBuilderStatus
     resync_seconds: int
     effects: tuple[TagImages, ...] = ()
     finalized: bool | None = None
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """How the latest finished build ended, as far as EC2 and its Pod tell."""
-
-    job: ObservedJob
-    kind: str  # "built" | "waiting" | "failed"
-    image: Image | None = None
-    image_id: str = ""
-    reason: str = ""
-
-
-# Labels and annotations the API server adds to Jobs; desired objects must not carry them (rule 5).
-_GENERATED_LABELS = ("controller-uid", "job-name")
-_GENERATED_PREFIX = "batch.kubernetes.io/"
-
-
-def _prune(value: Any) -> Any:
-    """Drop nulls and empty strings/lists/maps (rule 6)."""
-    if isinstance(value, dict):
-        pruned = {k: _prune(v) for k, v in value.items()}
-        return {k: v for k, v in pruned.items() if v not in (None, "", [], {})}
-    if isinstance(value, list):
-        items = [_prune(v) for v in value]
-        return [v for v in items if v not in (None, "", [], {})]
-    return value
-
-
-def _without_generated(mapping: Any) -> dict[str, Any]:
-    if not isinstance(mapping, dict):
-        return {}
-    return {
-        k: v
-        for k, v in mapping.items()
-        if k not in _GENERATED_LABELS and not str(k).startswith(_GENERATED_PREFIX)
-    }
-
-
-def as_desired(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """An observed Job restated as a desired child: what we asked for, none of what the API server added."""
-    metadata = raw.get("metadata") or {}
-    spec = dict(raw.get("spec") or {})
-    spec.pop("selector", None)
-    template = dict(spec.get("template") or {})
-    template_meta = dict(template.get("metadata") or {})
-    template_meta["labels"] = _without_generated(template_meta.get("labels"))
-    template_meta.pop("creationTimestamp", None)
-    template["metadata"] = template_meta
-    spec["template"] = template
-    desired = {
-        "apiVersion": raw.get("apiVersion", "batch/v1"),
-        "kind": raw.get("kind", "Job"),
-        "metadata": {
-            "name": metadata.get("name"),
-            "namespace": metadata.get("namespace"),
-            "labels": _without_generated(metadata.get("labels")),
-            "annotations": _without_generated(metadata.get("annotations")),
-        },
-        "spec": spec,
-    }
-    pruned: dict[str, Any] = _prune(desired)
-    return pruned
 
 
 def transition_time(world: World, now: datetime) -> datetime:
@@ -159,10 +98,6 @@ def transition_time(world: World, now: datetime) -> datetime:
     except ValueError:
         return now
     return min(created, now)
-
-
-def _ceil_seconds(delta: timedelta) -> int:
-    return max(1, math.ceil(delta.total_seconds()))
 
 
 def decide(world: World, facts: AmiFacts, now: datetime) -> Decision:
@@ -223,111 +158,73 @@ class _Reconcile:
         self.running = sorted((j for j in self.live if j.phase is Phase.running), key=lambda j: j.order)
         self.finished = sorted((j for j in self.live if j.phase is not Phase.running), key=lambda j: j.order)
         self.expires_in = parse_duration(spec.timeOuts.expiresIn)
-        self.timer = _ceil_seconds(parse_duration(spec.timeOuts.controllerTimer))
+        self.timer = ceil_seconds(parse_duration(spec.timeOuts.controllerTimer))
         self.region = spec.region
         self.stamp = transition_time(world, now)
+        self.base_check: BaseCheck | None = None
 
     # -- entry point -------------------------------------------------------------------------------------------
 
     def run(self) -> Decision:
         if self.facts.fault is not None:
             return self._fault(self.facts.fault)
-        outcome = self._latest_outcome()
+        outcome = latest_outcome(self.finished, self.world.reports, self.facts.built, self.region, self.now)
         effects = self._effects(outcome)
         current = self._current_image(outcome)
+        self.base_check = check_base(
+            current,
+            self.facts.base_image,
+            self.spec.rebuild.onBaseImageChange,
+            parse_duration(self.spec.rebuild.minBaseImageAge, allow_zero=True),
+        )
 
         if self.running:
             return self._follow_running(current, outcome, effects)
-        if outcome is not None and outcome.kind == "waiting":
+        if outcome is not None and outcome.kind is Kind.waiting:
             return self._waiting(outcome, effects)
-        if current is not None:
+        if current is not None and not (
+            self.base_check is not None and self.base_check.rebuild_due(self.now)
+        ):
             return self._ready(current, outcome, effects)
         pending = self._pending_plan()
         if pending is not None:
-            return self._emit(pending, outcome, effects, state=STATE_JOB_CREATION)
-        return self._build(outcome, effects)
+            return self._emit(pending, outcome, effects, current)
+        return self._build(outcome, effects, current)
 
     # -- facts about builds ------------------------------------------------------------------------------------
 
-    def _latest_outcome(self) -> _Outcome | None:
-        if not self.finished:
-            return None
-        job = self.finished[-1]
-        if job.phase is Phase.failed:
-            return _Outcome(job, "failed", reason=job.failure or "the Job failed")
-        finished_at = job.finished_at or job.created_at or self.now
-        overdue = self.now - finished_at > ARTIFACT_GRACE
-        report = self.world.reports.get(job.build_id)
-        if report is None:
-            if overdue:
-                return _Outcome(
-                    job, "failed", reason="NoArtifact: the build pod's termination message was never seen"
-                )
-            return _Outcome(job, "waiting", reason="waiting for the build pod's termination message")
-        image_id = dict(parse_termination_message(report.message)).get(self.region, "")
-        if not image_id:
-            shown = report.message[:200] or "empty"
-            return _Outcome(
-                job, "failed", reason=f"NoArtifact: the build reported no AMI in {self.region} ({shown})"
-            )
-        image = next((i for i in self.facts.built if i.image_id == image_id), None)
-        if image is None:
-            if overdue:
-                return _Outcome(
-                    job, "failed", image_id=image_id, reason=f"AMI {image_id} not found in {self.region}"
-                )
-            return _Outcome(
-                job, "waiting", image_id=image_id, reason=f"waiting for AMI {image_id} to appear in EC2"
-            )
-        if image.state == "pending":
-            return _Outcome(
-                job, "waiting", image, image_id, f"waiting for AMI {image_id} to become available"
-            )
-        if image.state != "available":
-            return _Outcome(job, "failed", image, image_id, f"AMI {image_id} is {image.state}")
-        return _Outcome(job, "built", image, image_id)
+    def _built_tags(self, outcome: Outcome) -> dict[str, str]:
+        return built_tags(outcome, self.meta.name, self.spec, self.now)
 
-    def _built_tags(self, outcome: _Outcome) -> dict[str, str]:
-        job = outcome.job
-        created = job.finished_at or job.created_at or self.now
-        tags = {
-            **management_tags(self.meta.name, self.spec),
-            STATUS: ACTIVE,
-            CREATE_TIMESTAMP: format_timestamp(created),
-            BUILD_ID: job.build_id,
-            JOB_ID: job.job_id,
-        }
-        if job.base_ami:
-            tags[BASE_AMI] = job.base_ami
-        return tags
-
-    def _effects(self, outcome: _Outcome | None) -> tuple[TagImages, ...]:
+    def _effects(self, outcome: Outcome | None) -> tuple[TagImages, ...]:
         """Tag a fresh AMI as active and retire the builder's other active AMIs; nothing when already done."""
-        if outcome is None or outcome.kind != "built" or outcome.image is None:
+        image = outcome.built if outcome is not None else None
+        if outcome is None or image is None:
             return ()
         effects = []
         wanted = self._built_tags(outcome)
-        if any(outcome.image.tags.get(k) != v for k, v in wanted.items()):
-            effects.append(TagImages(self.region, (outcome.image.image_id,), tuple(sorted(wanted.items()))))
+        if any(image.tags.get(k) != v for k, v in wanted.items()):
+            effects.append(TagImages(self.region, (image.image_id,), tuple(sorted(wanted.items()))))
         stale = sorted(
             i.image_id
             for i in self.facts.managed
-            if i.tags.get(STATUS) == ACTIVE and i.image_id != outcome.image.image_id
+            if i.tags.get(STATUS) == ACTIVE and i.image_id != image.image_id
         )
         if stale:
             effects.append(TagImages(self.region, tuple(stale), ((STATUS, DEPRECATED),)))
         return tuple(effects)
 
-    def _current_image(self, outcome: _Outcome | None) -> Image | None:
+    def _current_image(self, outcome: Outcome | None) -> Image | None:
         """The newest active, unexpired AMI of this builder, counting one this sync is about to tag."""
         candidates = [i for i in self.facts.managed if i.is_active]
-        if outcome is not None and outcome.kind == "built" and outcome.image is not None:
+        image = outcome.built if outcome is not None else None
+        if outcome is not None and image is not None:
             fresh = Image(
-                outcome.image.image_id,
-                outcome.image.state,
-                outcome.image.creation_date,
-                outcome.image.name,
-                {**outcome.image.tags, **self._built_tags(outcome)},
+                image.image_id,
+                image.state,
+                image.creation_date,
+                image.name,
+                {**image.tags, **self._built_tags(outcome)},
             )
             candidates = [i for i in candidates if i.image_id != fresh.image_id] + [fresh]
         valid = [i for i in candidates if self.now <= i.expires_at(self.expires_in)]
@@ -348,75 +245,100 @@ class _Reconcile:
                 count = max(count, job.attempt + 1)
         return count
 
-    def _last_failure_at(self, replaces: str, outcome: _Outcome | None) -> datetime | None:
+    def _last_failure_at(self, replaces: str, outcome: Outcome | None) -> datetime | None:
         failed = [
             j
             for j in self.finished
             if (
                 j.phase is Phase.failed
-                or (outcome is not None and outcome.kind == "failed" and outcome.job is j)
+                or (outcome is not None and outcome.kind is Kind.failed and outcome.job is j)
             )
             and j.generation == self.meta.generation
             and j.replaces_ami == replaces
         ]
         if failed and failed[-1].finished_at is not None:
             return failed[-1].finished_at
-        recorded = cond.since(self.previous.conditions, cond.JOB_FAILED)
+        return self._recorded_time(cond.since(self.previous.conditions, cond.JOB_FAILED))
+
+    @staticmethod
+    def _recorded_time(text: str | None) -> datetime | None:
         try:
-            return parse_timestamp(recorded) if recorded else None
+            return parse_timestamp(text) if text else None
         except ValueError:
             return None
 
-    # -- children ----------------------------------------------------------------------------------------------
+    # -- when the next build is due ------------------------------------------------------------------------------
 
-    def _keep(self, job: ObservedJob, outcome: _Outcome | None, recorded_now: bool) -> bool:
-        """Rule 7: a finished Job leaves `children` only once the status the request carries records it."""
-        status = self.previous
-        if job.phase is Phase.running:
-            return True
-        is_latest = outcome is not None and outcome.job.name == job.name
-        if is_latest and recorded_now:
-            return True  # recorded in this response; dropped on a later sync
-        if is_latest and outcome is not None and outcome.kind in ("waiting",):
-            return True
-        if is_latest and outcome is not None and outcome.kind == "built":
-            tagged = outcome.image is not None and outcome.image.tags.get(BUILD_ID) == job.build_id
-            recorded = status.jobName == job.name and status.jobStatus == JobStatus.completed
-            return not (tagged and recorded)
-        if job.phase is Phase.failed or (is_latest and outcome is not None and outcome.kind == "failed"):
-            # Failed builds stay for `kubectl logs` until the spec changes or a later build succeeds.
-            superseded = status.observedGeneration > job.generation or (
-                status.lastRunStatus == JobStatus.completed and status.jobName != job.name
-            )
-            return not superseded
-        # A succeeded Job that is not the latest: its AMI was recorded when a later build was planned.
-        return False
+    def _due_since(self, current: Image | None) -> datetime:
+        """The moment a build became due: base soaked, AMI expired, or the builder first needed an AMI."""
+        if current is not None and self.base_check is not None:
+            return self.base_check.soaked_at
+        expired = self._expired_image()
+        if expired is not None:
+            return expired.expires_at(self.expires_in)
+        ready = next((c for c in self.previous.conditions if c.type == cond.READY), None)
+        needed = self._recorded_time(ready.lastTransitionTime) if ready and ready.status == "False" else None
+        return needed or self.stamp
 
-    def _children(
-        self, outcome: _Outcome | None, recorded_now: bool, extra: dict[str, Any] | None = None
-    ) -> tuple[dict[str, Any], ...]:
-        kept = [as_desired(j.raw) for j in self.live if self._keep(j, outcome, recorded_now)]
-        if extra is not None and all(c["metadata"]["name"] != extra["metadata"]["name"] for c in kept):
-            kept.append(extra)
-        return tuple(sorted(kept, key=lambda c: str(c["metadata"]["name"])))
+    def _window_start(self, current: Image | None) -> datetime:
+        """The first window tick at or after the build became due.
+
+        A builder that was just resumed from `suspend` became due now (a window missed while suspended is
+        not made up), and a start time already recorded for this spec generation holds: otherwise the
+        next sync would find that tick in the past and start at once.
+        """
+        due = self._due_since(current)
+        if cond.since(self.previous.conditions, cond.SUSPENDED):
+            due = max(due, self.now)
+        start = window_start(self.spec.schedule, self.spec.timeZone, due)
+        recorded = self._recorded_time(self.previous.nextBuildTime)
+        same_plan = (
+            self.previous.state == STATE_SCHEDULED
+            and self.previous.observedGeneration == self.meta.generation
+        )
+        if recorded is not None and same_plan and recorded > start:
+            return recorded
+        return start
+
+    def _next_build(self, current: Image) -> datetime | None:
+        """While an AMI is current: when its successor is planned to start (expiry or soaked base, windowed)."""
+        if self.spec.suspend:
+            return None
+        due = current.expires_at(self.expires_in)
+        soaking = self.base_check.soaking_until if self.base_check is not None else None
+        if soaking is not None:
+            due = min(due, soaking)
+        return window_start(self.spec.schedule, self.spec.timeZone, due)
 
     # -- status ------------------------------------------------------------------------------------------------
+
+    def _ambient(self) -> list[Wanted]:
+        """Conditions every answer carries, whatever the builder is doing."""
+        wanted = []
+        if self.base_check is not None:
+            wanted.append(self.base_check.condition(self.now))
+        if self.spec.suspend:
+            wanted.append(
+                cond.true(cond.SUSPENDED, "spec.suspend is true: no new build starts; a running one finishes")
+            )
+        return wanted
 
     def _status(self, wanted: list[Wanted], **fields: Any) -> PackerBuilderStatus:
         return self.previous.model_copy(
             update={
+                "nextBuildTime": "",
                 **fields,
-                "conditions": cond.merge(self.previous.conditions, wanted, self.stamp),
+                "conditions": cond.merge(self.previous.conditions, [*wanted, *self._ambient()], self.stamp),
                 "observedGeneration": self.meta.generation,
             }
         )
 
-    def _record(self, outcome: _Outcome | None) -> tuple[dict[str, Any], bool]:
+    def _record(self, outcome: Outcome | None) -> tuple[dict[str, Any], bool]:
         """Status fields that record the latest finished build, and whether this response is the first to."""
-        if outcome is None or outcome.kind == "waiting":
+        if outcome is None or outcome.kind is Kind.waiting:
             return {}, False
         job = outcome.job
-        result = JobStatus.completed if outcome.kind == "built" else JobStatus.failed
+        result = JobStatus.completed if outcome.kind is Kind.built else JobStatus.failed
         already = self.previous.jobName == job.name and self.previous.jobStatus == result
         fields: dict[str, Any] = {
             "jobName": job.name,
@@ -428,17 +350,20 @@ class _Reconcile:
             "command": job.command or self.previous.command,
             "lastRun": self._started(job),
         }
-        if outcome.kind == "built":
+        if outcome.kind is Kind.built:
             duration = ""
             if job.finished_at and (job.started_at or job.created_at):
                 seconds = int(
                     (job.finished_at - (job.started_at or job.created_at or job.finished_at)).total_seconds()
                 )
                 duration = f" in {seconds // 60}m{seconds % 60:02d}s"
+            source = job.base_ami or "the template source"
+            commit = f" at commit {outcome.commit[:12]}" if outcome.commit else ""
             fields |= {
                 "lastRunBuiltImageID": outcome.image_id,
+                "lastRunCommit": outcome.commit,
                 "failedJobCount": 0,
-                "lastRunMessage": f"Built {outcome.image_id} from {job.base_ami or 'the template source'}{duration}",
+                "lastRunMessage": f"Built {outcome.image_id} from {source}{commit}{duration}",
             }
         else:
             # A failure of an older spec generation is reported but does not count: a new spec gets a new budget.
@@ -470,6 +395,12 @@ class _Reconcile:
         moment = job.started_at or job.created_at
         return format_timestamp(moment) if moment else self.previous.lastRun
 
+    def _children(
+        self, outcome: Outcome | None, recorded_now: bool, extra: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], ...]:
+        kept = [as_desired(j.raw) for j in self.live if keeps(j, outcome, recorded_now, self.previous)]
+        return sorted_children(kept, extra)
+
     # -- the outcomes ------------------------------------------------------------------------------------------
 
     def _ready_condition(self, current: Image | None) -> Wanted:
@@ -490,9 +421,9 @@ class _Reconcile:
         return cond.ready(False, "NoActiveAMI", "No active, unexpired AMI exists for this builder")
 
     def _follow_running(
-        self, current: Image | None, outcome: _Outcome | None, effects: tuple[TagImages, ...]
+        self, current: Image | None, outcome: Outcome | None, effects: tuple[TagImages, ...]
     ) -> Decision:
-        """Rule 1 and issue item 4: a running Job is followed, its identity read from its own labels."""
+        """Rule 1: a running Job is followed (even while suspended), its identity read from its own labels."""
         job = self.running[-1]
         recorded, recorded_now = self._record(outcome)
         status = self._status(
@@ -515,7 +446,7 @@ class _Reconcile:
             self._children(outcome, recorded_now), status, min(RUNNING_RESYNC, self.timer), effects
         )
 
-    def _waiting(self, outcome: _Outcome, effects: tuple[TagImages, ...]) -> Decision:
+    def _waiting(self, outcome: Outcome, effects: tuple[TagImages, ...]) -> Decision:
         status = self._status(
             [
                 self._ready_condition(None),
@@ -526,10 +457,12 @@ class _Reconcile:
         )
         return Decision(self._children(outcome, False), status, min(WAITING_RESYNC, self.timer), effects)
 
-    def _ready(self, current: Image, outcome: _Outcome | None, effects: tuple[TagImages, ...]) -> Decision:
+    def _ready(self, current: Image, outcome: Outcome | None, effects: tuple[TagImages, ...]) -> Decision:
         recorded, recorded_now = self._record(outcome)
         fields: dict[str, Any] = {**recorded, "failedJobCount": 0}
-        built_now = outcome is not None and outcome.kind == "built" and outcome.image_id == current.image_id
+        built_now = (
+            outcome is not None and outcome.kind is Kind.built and outcome.image_id == current.image_id
+        )
         if built_now:
             state = STATE_AMI_CREATED
         elif current.image_id == self.previous.lastRunBuiltImageID:
@@ -547,6 +480,9 @@ class _Reconcile:
             }
             if current.tags.get(BASE_AMI):
                 fields["lastRunBaseImageID"] = current.tags[BASE_AMI]
+        next_build = self._next_build(current)
+        if next_build is not None:
+            fields["nextBuildTime"] = format_timestamp(next_build)
         status = self._status(
             [
                 self._ready_condition(current),
@@ -557,8 +493,9 @@ class _Reconcile:
             ],
             **{**fields, "state": state},
         )
-        until_expiry = _ceil_seconds(current.expires_at(self.expires_in) - self.now)
-        return Decision(self._children(outcome, recorded_now), status, min(self.timer, until_expiry), effects)
+        soaking = self.base_check.soaking_until if self.base_check is not None else None
+        resync = wake_after(self.now, self.timer, current.expires_at(self.expires_in), soaking, next_build)
+        return Decision(self._children(outcome, recorded_now), status, resync, effects)
 
     def _pending_plan(self) -> BuildPlan | None:
         """Rule 8: the status says we asked for a Job that the request does not show yet; ask for the same one."""
@@ -577,60 +514,69 @@ class _Reconcile:
         )
         return plan if plan.job_name == status.jobName else None
 
-    def _build(self, outcome: _Outcome | None, effects: tuple[TagImages, ...]) -> Decision:
+    def _hold(self, due: _Due, wanted: list[Wanted], state: str, resync: int, **fields: Any) -> Decision:
+        """No build now: say why in a condition and a state, keep the Jobs that must stay."""
+        status = self._status(
+            [self._ready_condition(due.current), *wanted], **{**due.recorded, **fields, "state": state}
+        )
+        return Decision(self._children(due.outcome, due.recorded_now), status, resync, due.effects)
+
+    def _build(
+        self, outcome: Outcome | None, effects: tuple[TagImages, ...], current: Image | None
+    ) -> Decision:
+        """A build is due: start it unless suspended, out of retries, backing off, baseless or off-window."""
         recorded, recorded_now = self._record(outcome)
         replaces = self.previous.lastRunBuiltImageID
         count = max(self._failed_count(replaces), int(recorded.get("failedJobCount", 0)))
         limit = self.spec.maxNumberOfJobs
-        ready = self._ready_condition(None)
-        children = self._children(outcome, recorded_now)
+        due = _Due(current, outcome, effects, recorded, recorded_now)
+        if self.spec.suspend:  # the Suspended condition itself is ambient
+            return self._hold(due, [], STATE_SUSPENDED, self.timer, failedJobCount=count)
         if count >= limit:
-            status = self._status(
-                [
-                    ready,
-                    cond.true(
-                        cond.MAX_FAILED_JOBS,
-                        f"{count} of {limit} builds failed; no more builds until the spec changes",
-                    ),
-                ],
-                **{**recorded, "failedJobCount": count, "state": STATE_MAX_FAILED},
-            )
-            return Decision(children, status, self.timer, effects)
+            message = f"{count} of {limit} builds failed; no more builds until the spec changes"
+            wanted = cond.true(cond.MAX_FAILED_JOBS, message)
+            return self._hold(due, [wanted], STATE_MAX_FAILED, self.timer, failedJobCount=count)
         if count > 0:
+            # A retry belongs to the build that already started: the window does not hold it back.
             failed_at = self._last_failure_at(replaces, outcome)
-            delay = min(RETRY_BACKOFF * 2 ** (count - 1), RETRY_BACKOFF_CAP)
-            if failed_at is not None and self.now < failed_at + delay:
-                retry_at = failed_at + delay
-                message = f"{count} of {limit} builds failed; retrying at {format_timestamp(retry_at)}"
-                status = self._status(
-                    [ready, cond.true(cond.JOB_FAILED, message, since=failed_at)],
-                    **{**recorded, "failedJobCount": count, "state": STATE_JOB_FAILED},
+            retry = retry_at(failed_at, count) if failed_at is not None else None
+            if failed_at is not None and retry is not None and self.now < retry:
+                message = f"{count} of {limit} builds failed; retrying at {format_timestamp(retry)}"
+                wanted = cond.true(cond.JOB_FAILED, message, since=failed_at)
+                return self._hold(
+                    due,
+                    [wanted],
+                    STATE_JOB_FAILED,
+                    ceil_seconds(retry - self.now),
+                    failedJobCount=count,
+                    nextBuildTime=format_timestamp(retry),
                 )
-                return Decision(children, status, _ceil_seconds(retry_at - self.now), effects)
-        base_ami: str | None = None
-        if self.spec.amiFilters:
-            if self.facts.base_image is None:
-                filters = "; ".join(f"{f.name}={','.join(f.values)}" for f in self.spec.amiFilters)
-                status = self._status(
-                    [
-                        ready,
-                        cond.true(cond.BASE_IMAGE_NOT_FOUND, f"No AMI in {self.region} matches {filters}"),
-                    ],
-                    **{**recorded, "state": STATE_NO_BASE},
+        base = self.facts.base_image
+        if isinstance(base, BaseImageMissing):
+            wanted = cond.true(cond.BASE_IMAGE_NOT_FOUND, base.reason)
+            return self._hold(due, [wanted], STATE_NO_BASE, self.timer)
+        if count == 0 and self.spec.schedule:
+            start = self._window_start(current)
+            if self.now < start:
+                message = (
+                    f"Next build starts at {format_timestamp(start)} "
+                    f"(schedule {self.spec.schedule!r} in {self.spec.timeZone})"
                 )
-                return Decision(children, status, self.timer, effects)
-            base_ami = self.facts.base_image.image_id
+                wanted = cond.true(cond.SCHEDULED, message, reason="WaitingForWindow")
+                resync = wake_after(self.now, self.timer, start)
+                return self._hold(
+                    due, [wanted], STATE_SCHEDULED, resync, nextBuildTime=format_timestamp(start)
+                )
+        base_ami = base.image_id if isinstance(base, Image) else None
         plan = plan_build(self.meta.name, self.meta.uid, self.meta.generation, replaces, count, base_ami)
-        return self._emit(
-            plan, outcome, effects, state=STATE_JOB_CREATION, recorded=recorded, recorded_now=recorded_now
-        )
+        return self._emit(plan, outcome, effects, current, recorded=recorded, recorded_now=recorded_now)
 
     def _emit(
         self,
         plan: BuildPlan,
-        outcome: _Outcome | None,
+        outcome: Outcome | None,
         effects: tuple[TagImages, ...],
-        state: str,
+        current: Image | None,
         recorded: dict[str, Any] | None = None,
         recorded_now: bool = False,
     ) -> Decision:
@@ -640,7 +586,7 @@ class _Reconcile:
         limit = self.spec.maxNumberOfJobs
         status = self._status(
             [
-                self._ready_condition(None),
+                self._ready_condition(current),
                 cond.true(cond.JOB_RUNNING, f"Job {plan.job_name} is building an AMI"),
             ],
             **{
@@ -657,14 +603,14 @@ class _Reconcile:
                 if same_job and self.previous.lastRun
                 else format_timestamp(self.stamp),
                 "lastRunMessage": f"Build {plan.job_name} started (attempt {plan.attempt + 1} of {limit})",
-                "state": state,
+                "state": STATE_JOB_CREATION,
             },
         )
         children = self._children(outcome, recorded_now, extra=job)
         return Decision(children, status, min(RUNNING_RESYNC, self.timer), effects)
 
     def _fault(self, fault: AwsFault) -> Decision:
-        """Issue item 11: EC2 trouble changes nothing but a condition; every Job stays, resync with backoff."""
+        """AWS trouble changes nothing but a condition; every Job stays, resync with backoff."""
         since = cond.since(self.previous.conditions, cond.AWS_ERROR)
         elapsed = 0
         if since:
@@ -692,7 +638,4 @@ class _Reconcile:
         status = self.previous.model_copy(
             update={**fields, "conditions": cond.merge(self.previous.conditions, wanted, self.stamp)}
         )
-        kept_jobs = [as_desired(j.raw) for j in self.live]
-        if extra is not None and all(c["metadata"]["name"] != extra["metadata"]["name"] for c in kept_jobs):
-            kept_jobs.append(extra)
-        return Decision(tuple(sorted(kept_jobs, key=lambda c: str(c["metadata"]["name"]))), status, resync)
+        return Decision(sorted_children([as_desired(j.raw) for j in self.live], extra), status, resync)

@@ -1,4 +1,4 @@
-"""The EC2 adapter: the only module that talks to EC2.
+"""The EC2 adapter: the only module that talks to EC2 (and to SSM, for base-image parameters).
 
 Every call is bounded (connect/read timeouts, few attempts) because it runs inside a Metacontroller hook
 with a 10 s budget, and every botocore failure leaves as an AwsError that says whether retrying can help.
@@ -28,12 +28,13 @@ from botocore.parsers import ResponseParserError
 from cachetools import TTLCache
 
 from app.aws_clients import PerRegion, bounded_config
-from app.spec import AmiFilter
+from app.base_image import AMI_ID, BaseImageMissing, BaseLookup, BaseSource, FilterSource, ParameterSource
 from app.tags import Image, parse_timestamp
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ec2.type_defs import FilterTypeDef, ImageTypeDef
+    from mypy_boto3_ssm import SSMClient
 
 # Distinct (region, selector) pairs kept; far more than a cluster's worth of PackerBuilder selectors.
 _MAX_CACHED_SELECTORS = 1024
@@ -58,8 +59,8 @@ _TEMPORARY_CODES = frozenset(
 _URL_USERINFO = re.compile(r"//[^/@\s\"]+@")
 # Missing CreationDate (never seen from EC2, optional in its schema) sorts as the oldest image.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-CanonicalFilters = tuple[tuple[str, tuple[str, ...]], ...]
+# A parameter value is quoted in a condition; anything longer is not an AMI id anyway.
+_SHOWN_VALUE = 40
 
 
 class AwsError(Exception):
@@ -75,7 +76,7 @@ class AwsError(Exception):
 class ImageSource(Protocol):
     """What the hook needs from EC2; `Ec2` is the real one, tests pass fakes."""
 
-    def newest_base_image(self, region: str, filters: Sequence[AmiFilter]) -> Image | None: ...
+    def base_image(self, region: str, source: BaseSource) -> BaseLookup: ...
 
     def managed_images(self, region: str, tags: Mapping[str, str]) -> list[Image]: ...
 
@@ -87,8 +88,8 @@ class ImageSource(Protocol):
 class Ec2:
     """EC2 through boto3: one lazily created client per region, a TTL cache for base image lookups.
 
-    The endpoint comes from boto3 itself (AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL), so moto and real EC2
-    are configured the same way.
+    The endpoint comes from boto3 itself (AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL, and AWS_ENDPOINT_URL_SSM
+    for parameters), so moto and real AWS are configured the same way.
     """
 
     def __init__(
@@ -106,18 +107,18 @@ class Ec2:
         self._client: PerRegion[EC2Client] = PerRegion(
             lambda region: self._session.client("ec2", region_name=region, config=config)
         )
+        self._ssm: PerRegion[SSMClient] = PerRegion(
+            lambda region: self._session.client("ssm", region_name=region, config=config)
+        )
         self._lock = threading.Lock()
-        self._base_images: TTLCache[tuple[str, CanonicalFilters], Image | None] = TTLCache(
+        self._base_images: TTLCache[tuple[str, BaseSource], BaseLookup] = TTLCache(
             maxsize=_MAX_CACHED_SELECTORS, ttl=base_image_ttl_seconds, timer=clock
         )
-        self._in_flight: dict[tuple[str, CanonicalFilters], Future[Image | None]] = {}
+        self._in_flight: dict[tuple[str, BaseSource], Future[BaseLookup]] = {}
 
-    def newest_base_image(self, region: str, filters: Sequence[AmiFilter]) -> Image | None:
-        """The newest image the filters select (cached per region and selector), or None."""
-        if not filters:
-            # Without a selector DescribeImages lists every public AMI in the region.
-            return None
-        key = (region, canonical_filters(filters))
+    def base_image(self, region: str, source: BaseSource) -> BaseLookup:
+        """The base AMI the source names now (cached per region and source), or why there is none."""
+        key = (region, source)
         with self._lock:
             if key in self._base_images:
                 return self._base_images[key]
@@ -132,7 +133,7 @@ class Ec2:
             # and share its failure too: waiting in turn for the same timeout would blow the hook budget.
             return pending.result()
         try:
-            image = self._newest(region, filters)
+            image = self._resolve(region, source)
         except BaseException as exc:
             with self._lock:
                 del self._in_flight[key]
@@ -183,23 +184,43 @@ class Ec2:
                 Tags=[{"Key": key, "Value": value} for key, value in sorted(tags.items())],
             )
 
-    def _newest(self, region: str, filters: Sequence[AmiFilter]) -> Image | None:
+    def _resolve(self, region: str, source: BaseSource) -> BaseLookup:
+        if isinstance(source, FilterSource):
+            return self._newest(region, source)
+        return self._from_parameter(region, source)
+
+    def _newest(self, region: str, source: FilterSource) -> BaseLookup:
+        if not source.filters:
+            # Without a selector DescribeImages lists every public AMI in the region.
+            return BaseImageMissing("no amiFilters to select a base AMI with")
         with _translated("DescribeImages", region):
             images = self._describe(
-                region, Filters=[{"Name": f.name, "Values": list(f.values)} for f in filters]
+                region, Filters=[{"Name": name, "Values": list(values)} for name, values in source.filters]
             )
         if not images:
-            return None
+            return BaseImageMissing(f"No AMI in {region} matches {source.describe()}")
         return max(images, key=lambda image: (image.creation_date, image.name, image.image_id))
+
+    def _from_parameter(self, region: str, source: ParameterSource) -> BaseLookup:
+        try:
+            with _translated("GetParameter", region, service="SSM"):
+                answer = self._ssm(region).get_parameter(Name=source.name)
+        except AwsError as error:
+            if error.code in ("ParameterNotFound", "ParameterVersionNotFound"):
+                return BaseImageMissing(f"{source.describe()} does not exist in {region}")
+            raise
+        value = answer.get("Parameter", {}).get("Value", "").strip()
+        if not AMI_ID.fullmatch(value):
+            shown = value[:_SHOWN_VALUE] + ("..." if len(value) > _SHOWN_VALUE else "")
+            return BaseImageMissing(f"{source.describe()} holds {shown!r}, which is not an AMI id")
+        found = self.images_by_id(region, [value])
+        if not found:
+            return BaseImageMissing(f"{source.describe()} names {value}, which does not exist in {region}")
+        return found[0]
 
     def _describe(self, region: str, **params: Any) -> list[Image]:
         pages = self._client(region).get_paginator("describe_images").paginate(**params)
         return [to_image(raw) for page in pages for raw in page.get("Images", [])]
-
-
-def canonical_filters(filters: Sequence[AmiFilter]) -> CanonicalFilters:
-    """The selector as EC2 reads it: filters are ANDed and values ORed, so order does not matter."""
-    return tuple(sorted((f.name, tuple(sorted(set(f.values)))) for f in filters))
 
 
 def to_image(raw: ImageTypeDef) -> Image:
@@ -214,7 +235,7 @@ def to_image(raw: ImageTypeDef) -> Image:
 
 
 @contextmanager
-def _translated(operation: str, region: str) -> Iterator[None]:
+def _translated(operation: str, region: str, service: str = "EC2") -> Iterator[None]:
     """Turn any botocore failure into an AwsError whose message names the call, never a credential."""
     try:
         yield
@@ -224,14 +245,16 @@ def _translated(operation: str, region: str) -> Iterator[None]:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         temporary = code in _TEMPORARY_CODES or status >= 500
         raise AwsError(
-            code, _message(operation, region, error.get("Message") or code), temporary=temporary
+            code, _message(service, operation, region, error.get("Message") or code), temporary=temporary
         ) from exc
     except BotoCoreError as exc:
         code, temporary = _classify(exc)
-        raise AwsError(code, _message(operation, region, str(exc)), temporary=temporary) from exc
+        raise AwsError(code, _message(service, operation, region, str(exc)), temporary=temporary) from exc
     except ResponseParserError as exc:
-        # Not EC2 talking (a proxy's error page, a cut-off body); whatever sits in between may recover.
-        raise AwsError("InvalidResponse", _message(operation, region, str(exc)), temporary=True) from exc
+        # Not AWS talking (a proxy's error page, a cut-off body); whatever sits in between may recover.
+        raise AwsError(
+            "InvalidResponse", _message(service, operation, region, str(exc)), temporary=True
+        ) from exc
 
 
 def _classify(exc: BotoCoreError) -> tuple[str, bool]:
@@ -245,9 +268,9 @@ def _classify(exc: BotoCoreError) -> tuple[str, bool]:
     return type(exc).__name__, False
 
 
-def _message(operation: str, region: str, detail: str) -> str:
+def _message(service: str, operation: str, region: str, detail: str) -> str:
     flat = " ".join(_URL_USERINFO.sub("//", detail).split())
-    text = f"EC2 {operation} in {region}: {flat}"
+    text = f"{service} {operation} in {region}: {flat}"
     if len(text) > _MAX_MESSAGE_LENGTH:
         text = text[: _MAX_MESSAGE_LENGTH - 3] + "..."
     return text

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from app.base_image import BaseLookup
 from app.tags import Image
 
 
@@ -18,8 +19,8 @@ class AwsFault:
 class AmiFacts:
     managed: tuple[Image, ...] = ()
     """AMIs carrying this builder's five management tags, any status."""
-    base_image: Image | None = None
-    """The newest AMI matching spec.amiFilters (None with no filters or no match)."""
+    base_image: BaseLookup | None = None
+    """The base AMI the spec's source names now, or why there is none; None for a self-contained project."""
     built: tuple[Image, ...] = ()
     """The AMIs finished builds reported, as EC2 sees them now."""
     fault: AwsFault | None = None

@@ -5,7 +5,8 @@ Layout of the build pod:
 - init container (git-sync v4, one-time) clones `spec.builder.repoURL` at `spec.builder.branch` into the
   shared `workspace` emptyDir; the checkout is published as the symlink CHECKOUT.
 - container PACKER_CONTAINER runs `packer init`, `validate`, `build` in `CHECKOUT/<spec.builder.dir>` and
-  reports the AMI(s) it built through its termination message (`region:ami-id`, comma-joined).
+  reports the AMI(s) it built through its termination message: `region:ami-id`, comma-joined, and on a
+  second line `commit=<sha>` when git-sync's checkout names its commit.
 
 Both containers run as git-sync's own non-root uid with a read-only root filesystem; every path they write
 (HOME, Packer's plugin and cache dirs, TMPDIR, the checkout) is an emptyDir.
@@ -14,6 +15,7 @@ Both containers run as git-sync's own non-root uid with a read-only root filesys
 import re
 import shlex
 from collections.abc import Sequence
+from importlib import resources
 from typing import Any
 
 from app.build import (
@@ -53,40 +55,17 @@ TERMINATION_GRACE_SECONDS = 600
 _ORDER = (SubCommand.init, SubCommand.validate, SubCommand.build)
 _TERMINATION = re.compile(r"([a-z]{2}(?:-[a-z]+)+-[0-9]+):(ami-[0-9a-f]{8,17})")
 
-# Reads `packer build -machine-readable` output (timestamp,target,type,data... with commas inside data
-# written as %!(PACKER_COMMA) and newlines as \n): shows the `ui` messages as Packer would have printed
-# them and collects the `artifact,<n>,id` values that name AMIs. POSIX awk only: busybox awk in the
-# hashicorp/packer image, mawk or gawk elsewhere. fflush() keeps the pod log live during long builds.
-_AWK_PROGRAM = r"""
-function decode(text) {
-    gsub(/%!\(PACKER_COMMA\)/, ",", text)
-    gsub(/\\n/, "\n", text)
-    gsub(/\\r/, "\r", text)
-    return text
-}
-function data(line, skip) {
-    while (skip-- > 0) sub(/^[^,]*,/, "", line)
-    return line
-}
-BEGIN { FS = ","; ids = "" }
-$1 !~ /^[0-9]+$/ { print; fflush(); next }
-$3 == "ui" { print decode(data($0, 4)); fflush(); next }
-$3 == "artifact" && $5 == "id" {
-    count = split(decode(data($0, 5)), parts, ",")
-    for (i = 1; i <= count; i++) {
-        if (parts[i] ~ /^[a-z][a-z0-9-]*:ami-[0-9a-f]+$/ && !(parts[i] in seen)) {
-            seen[parts[i]] = 1
-            ids = ids (ids == "" ? "" : ",") parts[i]
-        }
-    }
-}
-END {
-    if (ids != "") {
-        printf "%s", ids > ENVIRON["TERMINATION_LOG"]
-        close(ENVIRON["TERMINATION_LOG"])
-    }
-}
-"""
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def _container_file(name: str) -> str:
+    return (resources.files("app") / "container" / name).read_text(encoding="utf-8")
+
+
+# Package data (app/container/): the container script and the awk program it filters Packer's output
+# with, real files so that they can be read, linted with shellcheck and syntax-highlighted.
+_SCRIPT = _container_file("packer-build.sh")
+_AWK_PROGRAM = _container_file("packer-filter.awk")
 
 
 def _shell_words(words: Sequence[str]) -> str:
@@ -125,7 +104,7 @@ def _packer_argvs(spec: PackerBuilderSpec, base_ami: str | None) -> list[list[st
     # declare ami_id fails loudly instead of silently building from its own hard-coded AMI. Without a
     # base AMI (none found yet) nothing is passed, so a template that needs one fails in validate.
     facts = []
-    if spec.amiFilters and base_ami:
+    if base_ami:
         facts = ["-var", f"ami_id={base_ami}", "-var", f"region={spec.region}"]
     return [_command_argv(listed.get(sub) or Command(subCommand=sub), facts) for sub in _ORDER]
 
@@ -135,73 +114,42 @@ def packer_command(spec: PackerBuilderSpec, base_ami: str | None) -> str:
     return " && ".join(_shell_words(argv) for argv in _packer_argvs(spec, base_ami))
 
 
-def container_script(spec: PackerBuilderSpec, base_ami: str | None) -> str:
-    """The POSIX sh script (`sh -c`) of the Packer container.
+def _function(name: str, argv: Sequence[str]) -> str:
+    """A one-line shell function that runs argv."""
+    return f"{name}() {{ {_shell_words(argv)}; }}"
 
-    CHECKOUT_DIR and TERMINATION_LOG default to the pod's paths and may be overridden to run the script
-    elsewhere (tests). The build's exit status is preserved through the awk filter without pipefail by
-    running both in the background on a FIFO; that also gives the shell Packer's pid, so SIGTERM from
-    the kubelet (delivered only to PID 1, the shell) is forwarded and Packer can clean up.
+
+def container_script(spec: PackerBuilderSpec, base_ami: str | None) -> str:
+    """The POSIX sh script (`sh -c`) of the Packer container: app/container/packer-build.sh after a header.
+
+    The header assigns the pod's paths and the awk program, and defines one shell function per command
+    the spec decides (the cd into spec.builder.dir, packer init, validate, build); the script file
+    describes it. Values are quoted here, once, so the script file itself holds no value of the spec.
     """
     init, validate, build = _packer_argvs(spec, base_ami)
     build = [*build[:2], "-machine-readable", *build[2:]]
-    return "\n".join(
-        [
-            "set -eu",
-            f': "${{CHECKOUT_DIR:={CHECKOUT}}}"',
-            f': "${{TERMINATION_LOG:={TERMINATION_LOG}}}"',
-            "export TERMINATION_LOG",
-            "terminated=0",
-            "interrupted=0",
-            "packer_pid=",
-            "on_term() {",
-            "  terminated=1",
-            "  interrupted=1",
-            '  if [ -n "$packer_pid" ]; then kill -TERM "$packer_pid" 2>/dev/null || :; fi',
-            "}",
-            "trap on_term TERM INT",
-            "# A trapped signal makes `wait` return 128+n while the child may still run (Packer cleaning up) or",
-            "# has exited unreported. Then poll instead of waiting again (bash 5.2 can miss a child that exits",
-            "# during a trap and wait forever); the foreground sleep also reaps it. 127: already reported.",
-            "reap() {",
-            "  reaped=0",
-            "  interrupted=0",
-            '  wait "$1" || reaped=$?',
-            '  if [ "$interrupted" -ne 0 ] && [ "$reaped" -gt 128 ]; then',
-            '    while kill -0 "$1" 2>/dev/null; do sleep 1; done',
-            "    again=0",
-            '    wait "$1" || again=$?',
-            '    if [ "$again" -ne 127 ]; then reaped="$again"; fi',
-            "  fi",
-            "}",
-            'cd -- "$CHECKOUT_DIR"',
-            _shell_words(["cd", "--", f"./{spec.builder.dir}"]),
-            _shell_words(init),
-            _shell_words(validate),
-            'if [ "$terminated" -ne 0 ]; then exit 143; fi',
-            'fifo="${TMPDIR:-/tmp}/packer-build.$$"',
-            'rm -f "$fifo"',
-            'mkfifo "$fifo"',
-            f'awk {shlex.quote(_AWK_PROGRAM)} < "$fifo" &',
-            "awk_pid=$!",
-            f'{_shell_words(build)} > "$fifo" &',
-            "packer_pid=$!",
-            "# The signal may have come before Packer's pid was known.",
-            'if [ "$terminated" -ne 0 ]; then kill -TERM "$packer_pid" 2>/dev/null || :; fi',
-            'reap "$packer_pid"',
-            'status="$reaped"',
-            'reap "$awk_pid"',
-            'filter="$reaped"',
-            'rm -f "$fifo"',
-            'if [ "$status" -ne 0 ]; then exit "$status"; fi',
-            'exit "$filter"',
-        ]
-    )
+    header = [
+        "# Rendered by app/job.py: this header, then app/container/packer-build.sh.",
+        f"default_checkout_dir={_shell_words([CHECKOUT])}",
+        f"default_termination_log={_shell_words([TERMINATION_LOG])}",
+        f"awk_program={_shell_words([_AWK_PROGRAM])}",
+        _function("enter_project", ["cd", "--", f"./{spec.builder.dir}"]),
+        _function("packer_init", init),
+        _function("packer_validate", validate),
+        # exec: run as a background job, the job's pid is Packer's own, so SIGTERM can be forwarded.
+        _function("packer_build", ["exec", *build]),
+    ]
+    return "\n".join([*header, _SCRIPT])
 
 
 def parse_termination_message(message: str) -> list[tuple[str, str]]:
-    """The (region, AMI id) pairs of a build's termination message; [] unless every entry is one."""
-    entries = [entry for entry in re.split(r"[\s,]+", message) if entry]
+    """The (region, AMI id) pairs of a build's termination message; [] unless every entry is one.
+
+    Only the first line holds AMIs (`region:ami-id`, comma-joined); later lines are `key=value` facts
+    about the build, such as its commit (termination_commit). A one-line message is the older format.
+    """
+    first_line = message.split("\n", 1)[0]
+    entries = [entry for entry in re.split(r"[\s,]+", first_line) if entry]
     pairs: list[tuple[str, str]] = []
     for entry in entries:
         match = _TERMINATION.fullmatch(entry)
@@ -211,6 +159,19 @@ def parse_termination_message(message: str) -> list[tuple[str, str]]:
         if pair not in pairs:
             pairs.append(pair)
     return pairs
+
+
+def termination_commit(message: str) -> str:
+    """The commit a build checked out, from the `commit=<sha>` line after the first; "" if none.
+
+    The first `commit=` line decides: a value that is not 40 lowercase hex digits gives "". The
+    container writes the line only next to at least one AMI, when git-sync's checkout names its commit.
+    """
+    for line in message.split("\n")[1:]:
+        key, equals, value = line.strip().partition("=")
+        if equals and key == "commit":
+            return value if _COMMIT.fullmatch(value) else ""
+    return ""
 
 
 def _env(name: str, value: str) -> dict[str, Any]:

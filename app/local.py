@@ -29,6 +29,7 @@ def start_local_ec2() -> "ThreadedMotoServer":
     server.start()
     host, port = server.get_host_and_port()
     os.environ["AWS_ENDPOINT_URL_EC2"] = f"http://{host}:{port}"
+    os.environ["AWS_ENDPOINT_URL_SSM"] = f"http://{host}:{port}"
     # Dummy keys win over any real profile, so nothing done in local mode can reach a real account.
     os.environ["AWS_ACCESS_KEY_ID"] = "testing"
     os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"  # noqa: S105 - moto's placeholder, not a secret

@@ -4,6 +4,7 @@ import logging
 from dataclasses import replace
 from datetime import datetime
 
+from app.base_image import base_source
 from app.decide import Decision, World, decide, decide_finalize
 from app.ec2 import AwsError, ImageSource
 from app.facts import AmiFacts, AwsFault
@@ -41,7 +42,7 @@ def _fault(error: AwsError) -> AwsFault:
 def gather(
     images: ImageSource, name: str, spec: PackerBuilderSpec, reports: dict[str, BuildReport]
 ) -> AmiFacts:
-    """At most three DescribeImages; the first failure stops the rest (the hook has a 10 s budget)."""
+    """At most three AWS reads (base ones cached); the first failure stops the rest (10 s hook budget)."""
     built_ids = sorted(
         {
             image_id
@@ -53,9 +54,10 @@ def gather(
     try:
         managed = images.managed_images(spec.region, management_tags(name, spec))
         built = images.images_by_id(spec.region, built_ids) if built_ids else []
-        base = images.newest_base_image(spec.region, spec.amiFilters) if spec.amiFilters else None
+        source = base_source(spec)
+        base = images.base_image(spec.region, source) if source is not None else None
     except AwsError as error:
-        log.warning("EC2 call failed for %s: %s", name, error)
+        log.warning("AWS call failed for %s: %s", name, error)
         return AmiFacts(fault=_fault(error))
     return AmiFacts(managed=tuple(managed), base_image=base, built=tuple(built))
 

@@ -7,17 +7,22 @@ Field names follow the original operator so existing manifests keep working.
 import posixpath
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cronsim import CronSim, CronSimError
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from app.durations import DURATION_PATTERN, parse_duration
@@ -43,6 +48,13 @@ _VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 _SNS_TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
 # Deliberately loose: SES is the judge of deliverability; this only catches obvious typos.
 _EMAIL = r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$"
+# SSM parameter names: letters, digits and `_.-/`, fully qualified names start with `/`. No `//`.
+_SSM_PARAMETER = r"^/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+SSM_PARAMETER_MAX = 2048
+# A cron expression with five fields: minute, hour, day of month, month, day of week.
+_CRON = r"^\S+( +\S+){4}$"
+# IANA names: `UTC`, `Europe/Berlin`, `America/Argentina/Buenos_Aires`, `Etc/GMT+5`.
+_TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 
 
 def _relative_inside_checkout(path: str) -> str:
@@ -55,6 +67,29 @@ def _relative_inside_checkout(path: str) -> str:
 def _valid_duration(text: str) -> str:
     parse_duration(text)
     return text
+
+
+def _valid_soak(text: str) -> str:
+    parse_duration(text, allow_zero=True)
+    return text
+
+
+def _valid_cron(text: str) -> str:
+    if not re.fullmatch(_CRON, text.strip()):
+        raise ValueError(f"{text!r} is not a cron expression with 5 fields such as '0 2 * * 1-5'")
+    try:
+        CronSim(text, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as exc:
+        raise ValueError(f"{text!r} is not a valid cron expression: {exc}") from exc
+    return text
+
+
+def _valid_time_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{name!r} is not an IANA time zone such as UTC or Europe/Berlin") from exc
+    return name
 
 
 def _matching(pattern: str, what: str) -> Callable[[str], str]:
@@ -76,6 +111,24 @@ def _pattern(pattern: str, max_length: int | None = None) -> WithJsonSchema:
     return WithJsonSchema(schema)
 
 
+SoakDuration = Annotated[
+    str,
+    AfterValidator(_valid_soak),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
+]
+CronSchedule = Annotated[
+    str, AfterValidator(_valid_cron), WithJsonSchema({"type": "string", "pattern": _CRON, "maxLength": 256})
+]
+TimeZone = Annotated[
+    str,
+    AfterValidator(_valid_time_zone),
+    WithJsonSchema({"type": "string", "pattern": _TIME_ZONE, "maxLength": 64}),
+]
+SsmParameterName = Annotated[
+    str,
+    AfterValidator(_matching(_SSM_PARAMETER, "an SSM parameter name such as /aws/service/eks/.../image_id")),
+    _pattern(_SSM_PARAMETER, SSM_PARAMETER_MAX),
+]
 CheckoutPath = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_relative_inside_checkout)]
 Duration = Annotated[
     str, AfterValidator(_valid_duration), WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})
@@ -136,6 +189,31 @@ class AmiFilter(_Model):
 
     name: str = Field(min_length=1, max_length=255)
     values: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(min_length=1)
+
+
+class BaseImage(_Model):
+    """Where the base AMI comes from when it is not found with `amiFilters`."""
+
+    ssmParameter: SsmParameterName = Field(
+        description=(
+            "SSM parameter whose value is the base AMI id, read in spec.region, e.g. "
+            "/aws/service/eks/optimized-ami/1.30/amazon-linux-2023/x86_64/standard/recommended/image_id."
+        )
+    )
+
+
+class Rebuild(_Model):
+    onBaseImageChange: StrictBool = Field(
+        default=False,
+        description=(
+            "Build a new AMI when the newest base AMI differs from the one the current AMI was built on, "
+            "before the current one expires."
+        ),
+    )
+    minBaseImageAge: SoakDuration = Field(
+        default="0s",
+        description="A newer base AMI triggers a rebuild only once it is this old (soak time), e.g. 24h.",
+    )
 
 
 class TimeOuts(_Model):
@@ -232,7 +310,26 @@ class Builder(_Model):
     commands: list[Command] = Field(default_factory=list)
 
 
+EXCLUSIVE_BASE_SOURCES = (
+    "spec.amiFilters and spec.baseImage cannot be used together: choose one base image source"
+)
+# The same rule for the API server (a CEL rule on spec), so `kubectl apply` rejects it up front.
+EXCLUSIVE_BASE_SOURCES_RULE = "!(has(self.amiFilters) && size(self.amiFilters) > 0 && has(self.baseImage))"
+
+
 class PackerBuilderSpec(_Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": EXCLUSIVE_BASE_SOURCES_RULE,
+                    "message": EXCLUSIVE_BASE_SOURCES,
+                    "fieldPath": ".baseImage",
+                }
+            ]
+        }
+    )
+
     amiFilters: list[AmiFilter] = Field(
         default_factory=list,
         description="DescribeImages filters for the base AMI; empty = self-contained project.",
@@ -249,6 +346,28 @@ class PackerBuilderSpec(_Model):
     )
     region: Region = Field(description="AWS region the AMI is built and tagged in.")
     builder: Builder
+    baseImage: BaseImage | None = Field(
+        default=None, description="Base AMI from an SSM parameter; not together with amiFilters."
+    )
+    rebuild: Rebuild = Field(default_factory=Rebuild)
+    schedule: CronSchedule | None = Field(
+        default=None,
+        description=(
+            "Build window (cron, 5 fields): a build that is due starts at the first tick at or after the "
+            "moment it became due. Unset: at once. Retries of a failed build are not held back."
+        ),
+    )
+    timeZone: TimeZone = Field(default="UTC", description="IANA time zone of schedule, e.g. Europe/Berlin.")
+    suspend: StrictBool = Field(
+        default=False,
+        description="Start no new build (a running one finishes and is recorded), like CronJob.spec.suspend.",
+    )
+
+    @model_validator(mode="after")
+    def _one_base_image_source(self) -> "PackerBuilderSpec":
+        if self.amiFilters and self.baseImage is not None:
+            raise ValueError(EXCLUSIVE_BASE_SOURCES)
+        return self
 
 
 class ConditionStatus(StrEnum):
@@ -286,8 +405,10 @@ class PackerBuilderStatus(_Model):
     lastRun: str = ""
     lastRunBaseImageID: str = ""
     lastRunBuiltImageID: str = ""
+    lastRunCommit: str = ""
     lastRunMessage: str = ""
     lastRunStatus: JobStatus | None = None
+    nextBuildTime: str = ""
     state: str = ""
     observedGeneration: int = 0
 
@@ -321,6 +442,8 @@ def parse_spec(raw: Any) -> PackerBuilderSpec:
         first = exc.errors()[0]
         path = "spec" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
+        if message == EXCLUSIVE_BASE_SOURCES:
+            path = "spec.baseImage"  # the message names both fields
         if first["type"] == "missing":
             message = "is required"
         raise SpecError(path, message) from exc

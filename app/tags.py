@@ -17,6 +17,8 @@ CREATE_TIMESTAMP = "create-timestamp"
 BUILD_ID = "build-id"
 JOB_ID = "job-id"
 BASE_AMI = "base-ami"
+# The git commit of the Packer project the AMI was built from (provenance).
+PACKER_REPO_COMMIT = "packer-repo-commit"
 
 ACTIVE = "active"
 DEPRECATED = "deprecated"

@@ -51,9 +51,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Base AMI", "type": "string", "jsonPath": ".status.lastRunBaseImageID"},
     {"name": "Built AMI", "type": "string", "jsonPath": ".status.lastRunBuiltImageID"},
     {"name": "Job Status", "type": "string", "jsonPath": ".status.jobStatus"},
+    {"name": "Suspended", "type": "boolean", "jsonPath": ".spec.suspend"},
+    {"name": "Next Build", "type": "string", "jsonPath": ".status.nextBuildTime"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Region", "type": "string", "jsonPath": ".spec.region", "priority": 1},
     {"name": "Job", "type": "string", "jsonPath": ".status.jobName", "priority": 1},
+    {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule", "priority": 1},
+    {"name": "Commit", "type": "string", "jsonPath": ".status.lastRunCommit", "priority": 1},
 ]
 
 OBSERVED_GENERATION: dict[str, Any] = {

@@ -9,11 +9,13 @@ if ! command -v uv >/dev/null; then
 fi
 export UV_PYTHON_DOWNLOADS=never  # use the machine's Python 3.11/3.12; never fetch one
 
-# The Job's shell script is tested under every shell it may meet: dash, bash and busybox (the packer image).
-if ! command -v busybox >/dev/null || ! command -v dash >/dev/null; then
+# The Job's shell script is tested under every shell and awk it may meet: dash, bash and busybox (the packer
+# image), mawk (Debian's awk), gawk and busybox awk.
+if ! command -v busybox >/dev/null || ! command -v dash >/dev/null || ! command -v gawk >/dev/null \
+    || ! command -v mawk >/dev/null; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-    $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq busybox dash >/dev/null
+    $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq busybox dash gawk mawk >/dev/null
 fi
 
 uv sync --locked --quiet

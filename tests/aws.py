@@ -76,13 +76,19 @@ def tags_of(client: "EC2Client", image_id: str) -> dict[str, str]:
 
 
 class Sends:
-    """Counts (and optionally answers) requests of one EC2 operation at the last moment before the wire."""
+    """Counts (and optionally answers) requests of one operation at the last moment before the wire."""
 
-    def __init__(self, session: boto3.session.Session, operation: str, answer: AWSResponse | None = None):
+    def __init__(
+        self,
+        session: boto3.session.Session,
+        operation: str,
+        answer: AWSResponse | None = None,
+        service: str = "ec2",
+    ):
         self.count = 0
         self.answer = answer
         self.delay = 0.0
-        session.events.register(f"before-send.ec2.{operation}", self._before_send)
+        session.events.register(f"before-send.{service}.{operation}", self._before_send)
 
     def _before_send(self, **_: Any) -> Any:  # a returned AWSResponse is used instead of sending
         self.count += 1

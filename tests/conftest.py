@@ -74,10 +74,11 @@ def moto_reset(moto_server: str) -> str:
 def ec2_env(monkeypatch: pytest.MonkeyPatch, moto_reset: str) -> str:
     """Point boto3's EC2 at the freshly reset moto server through the environment; yields its URL.
 
-    Only EC2 is redirected (AWS_ENDPOINT_URL_EC2), the way an operator would configure it; local AWS
-    config files and profiles are hidden so a developer's setup cannot leak in.
+    Only EC2 and SSM are redirected (AWS_ENDPOINT_URL_EC2, AWS_ENDPOINT_URL_SSM), the way an operator
+    would configure it; local AWS config files and profiles are hidden so a developer's setup cannot leak in.
     """
     monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", moto_reset)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", moto_reset)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)

@@ -7,8 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import celpy
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
+from celpy.adapter import json_to_cel
 
 from app.spec import PackerBuilderSpec, SpecError, parse_spec
 from tests.deploy.manifests import (
@@ -85,6 +87,8 @@ def test_printer_columns() -> None:
     assert columns["Built AMI"] == ".status.lastRunBuiltImageID"
     assert columns["Job Status"] == ".status.jobStatus"
     assert columns["Age"] == ".metadata.creationTimestamp"
+    assert columns["Suspended"] == ".spec.suspend"
+    assert columns["Next Build"] == ".status.nextBuildTime"
     status_fields = crd_schema()["properties"]["status"]["properties"]
     for path in columns.values():
         if path.startswith(".status."):
@@ -96,6 +100,7 @@ def test_printer_columns() -> None:
 K8S_KEYWORDS = {
     "type", "format", "description", "default", "enum", "pattern", "minLength", "maxLength", "minimum",
     "maximum", "minItems", "maxItems", "required", "properties", "additionalProperties", "items",
+    "x-kubernetes-validations",
 }  # fmt: skip
 
 
@@ -227,6 +232,14 @@ INVALID: dict[str, Callable[[Spec], None]] = {
     "slack channel empty": _set("notifier.slack.channelIDs", [""]),
     "clusterName too long": _set("clusterName", "c" * 257),
     "variablesFile empty": _set("builder.commands.0.variablesFile", ""),
+    "ssmParameter with a space": _set("baseImage", {"ssmParameter": "/aws/service/eks ami"}),
+    "ssmParameter missing": _set("baseImage", {}),
+    "minBaseImageAge without unit": _set("rebuild.minBaseImageAge", "24"),
+    "onBaseImageChange not a boolean": _set("rebuild.onBaseImageChange", "yes"),
+    "schedule with four fields": _set("schedule", "0 2 * *"),
+    "schedule with six fields": _set("schedule", "0 0 2 * * 1"),
+    "timeZone with a space": _set("timeZone", "Europe/New York"),
+    "suspend not a boolean": _set("suspend", "true"),
 }
 
 
@@ -246,6 +259,9 @@ HOOK_ONLY: dict[str, Callable[[Spec], None]] = {
     "variables file outside the checkout": _set("builder.commands.0.variablesFiles", ["../x.hcl"]),
     "zero duration": _set("timeOuts.expiresIn", "0s"),
     "git-sync container named like the packer one": _set("gitSync.name", "packer"),
+    "schedule minute out of range": _set("schedule", "61 2 * * *"),
+    "schedule with an unknown weekday": _set("schedule", "0 2 * * FUN"),
+    "unknown time zone": _set("timeZone", "Mars/Olympus_Mons"),
 }
 
 
@@ -258,3 +274,45 @@ def test_hook_only_checks_are_known(case: str) -> None:
     )
     with pytest.raises(SpecError):
         parse_spec(spec)
+
+
+# --- CEL rules: what the API server checks beyond the structural schema ------------------------------
+
+
+def _cel_rules() -> list[tuple[str, str]]:
+    spec = crd_schema()["properties"]["spec"]
+    return [(rule["rule"], rule["message"]) for rule in spec.get("x-kubernetes-validations", [])]
+
+
+def _cel_allows(rule: str, spec: Spec) -> bool:
+    env = celpy.Environment()
+    return bool(env.program(env.compile(rule)).evaluate({"self": json_to_cel(spec)}))
+
+
+BASE_IMAGE = {
+    "ssmParameter": "/aws/service/eks/optimized-ami/1.30/amazon-linux-2023/x86_64/standard/recommended/image_id"
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "allowed"),
+    [
+        ({}, True),
+        ({"baseImage": BASE_IMAGE, "amiFilters": _DELETE}, True),
+        ({"baseImage": BASE_IMAGE, "amiFilters": []}, True),
+        ({"baseImage": BASE_IMAGE}, False),
+    ],
+    ids=["filters only", "parameter only", "parameter and empty filters", "both"],
+)
+def test_cel_rule_rejects_filters_together_with_a_base_image_parameter(change: Spec, allowed: bool) -> None:
+    spec = copy.deepcopy(SEED_SPEC)
+    for key, value in change.items():
+        _set(key, value)(spec)
+    ((rule, message),) = _cel_rules()
+    assert _cel_allows(rule, spec) is allowed
+    if allowed:
+        parse_spec(spec)
+    else:
+        assert "spec.amiFilters and spec.baseImage" in message
+        with pytest.raises(SpecError, match=r"spec\.baseImage: spec\.amiFilters and spec\.baseImage"):
+            parse_spec(spec)

@@ -25,20 +25,31 @@ def _actions(policy: dict[str, Any]) -> set[str]:
     return {action for statement in policy["Statement"] for action in statement["Action"]}
 
 
-def _ec2_operations_in_app() -> set[str]:
-    """EC2 API operations the hook's adapter calls, from its boto3 method and paginator names."""
+def _operations_in_app() -> set[str]:
+    """AWS API operations the hook's adapter calls, from its boto3 method and paginator names."""
     source = (ROOT / "app" / "ec2.py").read_text()
     # Client helpers that are not API operations; the paginator's operation is taken from its argument.
     helpers = {"get_paginator", "get_waiter", "can_paginate"}
-    names = set(re.findall(r"\)\.([a-z]+(?:_[a-z]+)+)\(", source)) - helpers
-    names |= set(re.findall(r'get_paginator\("([a-z_]+)"\)', source))
-    return {"ec2:" + "".join(part.capitalize() for part in name.split("_")) for name in names}
+    clients = {"_client": "ec2", "_ssm": "ssm"}
+    calls = set(re.findall(r"self\.(_[a-z]+)\(region\)\.([a-z]+(?:_[a-z]+)+)\(", source))
+    calls |= {("_client", name) for name in re.findall(r'get_paginator\("([a-z_]+)"\)', source)}
+    assert {client for client, _ in calls} <= set(clients)
+    return {
+        f"{clients[client]}:" + "".join(part.capitalize() for part in name.split("_"))
+        for client, name in calls
+        if name not in helpers
+    }
 
 
 def test_hook_policy_allows_exactly_the_calls_the_hook_makes() -> None:
-    operations = _ec2_operations_in_app()
-    assert "ec2:DescribeImages" in operations
-    assert _actions(_policy("hook-policy.json")) == operations == {"ec2:DescribeImages", "ec2:CreateTags"}
+    operations = _operations_in_app()
+    assert _actions(_policy("hook-policy.json")) == operations
+    assert operations == {"ec2:DescribeImages", "ec2:CreateTags", "ssm:GetParameter"}
+
+
+def test_hook_reads_only_public_aws_parameters_unless_users_add_their_own() -> None:
+    (reading,) = [s for s in _policy("hook-policy.json")["Statement"] if "ssm:GetParameter" in s["Action"]]
+    assert reading["Resource"] == ["arn:aws:ssm:*::parameter/aws/service/*"]
 
 
 def test_hook_may_tag_only_images_with_its_own_tag_keys() -> None:
@@ -56,6 +67,7 @@ def test_hook_may_tag_only_images_with_its_own_tag_keys() -> None:
         tags.BUILD_ID,
         tags.JOB_ID,
         tags.BASE_AMI,
+        tags.PACKER_REPO_COMMIT,
     }
     assert allowed == contract
     assert set(tags.management_tags("packer-builder", parse_spec(SEED_SPEC))) <= allowed

@@ -12,8 +12,10 @@ from pathlib import Path
 import boto3
 import pytest
 
+from app.base_image import BaseImageMissing, filter_source
 from app.ec2 import AwsError, Ec2, ImageSource
 from app.spec import AmiFilter
+from app.tags import Image
 from tests.aws import (
     EKS_130_X86_FILTERS,
     EKS_OWNER,
@@ -68,25 +70,29 @@ def session(ec2_env: str) -> boto3.session.Session:
 def test_newest_base_image_is_the_newest_130_x86_image_of_the_eks_account(
     session: boto3.session.Session,
 ) -> None:
-    image = Ec2(session=session).newest_base_image(REGION, SEED_FILTERS)
+    image = Ec2(session=session).base_image(REGION, filter_source(SEED_FILTERS))
 
-    assert image is not None
+    assert isinstance(image, Image)
     assert image.image_id == NEWEST_EKS_130_X86
     assert image.name == NEWEST_EKS_130_X86_NAME
     assert image.state == "available"
     assert image.creation_date == datetime(2024, 10, 24, 18, 5, 40, tzinfo=UTC)
 
 
-def test_no_matching_image_is_none(session: boto3.session.Session) -> None:
+def test_no_matching_image_is_missing_naming_the_filters(session: boto3.session.Session) -> None:
     filters = [AmiFilter(name="name", values=["amazon-eks-node-al2023-x86_64-standard-1.99*"])]
 
-    assert Ec2(session=session).newest_base_image(REGION, filters) is None
+    found = Ec2(session=session).base_image(REGION, filter_source(filters))
+
+    assert found == BaseImageMissing(
+        f"No AMI in {REGION} matches name=amazon-eks-node-al2023-x86_64-standard-1.99*"
+    )
 
 
 def test_no_filters_asks_nothing(session: boto3.session.Session) -> None:
     sends = Sends(session, "DescribeImages")
 
-    assert Ec2(session=session).newest_base_image(REGION, []) is None
+    assert isinstance(Ec2(session=session).base_image(REGION, filter_source([])), BaseImageMissing)
     assert sends.count == 0
 
 
@@ -107,9 +113,9 @@ def test_equal_creation_dates_are_broken_by_name_then_id(session: boto3.session.
     )
     Sends(session, "DescribeImages", answer=listing)
 
-    image = Ec2(session=session).newest_base_image(REGION, SEED_FILTERS)
+    image = Ec2(session=session).base_image(REGION, filter_source(SEED_FILTERS))
 
-    assert image is not None
+    assert isinstance(image, Image)
     assert image.image_id == "ami-0000000000000000b"
 
 
@@ -119,19 +125,19 @@ def test_base_image_is_cached_per_selector_until_the_ttl_passes(session: boto3.s
     ec2 = Ec2(session=session, base_image_ttl_seconds=300, clock=clock)
     reordered = list(reversed(SEED_FILTERS))
 
-    first = ec2.newest_base_image(REGION, SEED_FILTERS)
+    first = ec2.base_image(REGION, filter_source(SEED_FILTERS))
     clock.now += 299
-    again = ec2.newest_base_image(REGION, reordered)
+    again = ec2.base_image(REGION, filter_source(reordered))
     assert sends.count == 1
     assert again == first
 
-    ec2.newest_base_image(REGION, SEED_FILTERS[:1])
+    ec2.base_image(REGION, filter_source(SEED_FILTERS[:1]))
     assert sends.count == 2, "a different selector is a different entry"
-    ec2.newest_base_image("eu-west-1", SEED_FILTERS)
+    ec2.base_image("eu-west-1", filter_source(SEED_FILTERS))
     assert sends.count == 3, "a different region is a different entry"
 
     clock.now += 2
-    assert ec2.newest_base_image(REGION, SEED_FILTERS) == first
+    assert ec2.base_image(REGION, filter_source(SEED_FILTERS)) == first
     assert sends.count == 4, "after the TTL EC2 is asked again"
 
 
@@ -142,8 +148,8 @@ def test_concurrent_lookups_of_one_selector_share_one_call(session: boto3.sessio
     ids: list[str | None] = []
 
     def look() -> None:
-        image = ec2.newest_base_image(REGION, SEED_FILTERS)
-        ids.append(image.image_id if image else None)
+        image = ec2.base_image(REGION, filter_source(SEED_FILTERS))
+        ids.append(image.image_id if isinstance(image, Image) else None)
 
     threads = [threading.Thread(target=look) for _ in range(8)]
     for thread in threads:
@@ -160,11 +166,11 @@ def test_errors_are_not_cached(session: boto3.session.Session) -> None:
     ec2 = Ec2(session=session, max_attempts=1)
 
     with pytest.raises(AwsError):
-        ec2.newest_base_image(REGION, SEED_FILTERS)
+        ec2.base_image(REGION, filter_source(SEED_FILTERS))
     sends.answer = None
 
-    image = ec2.newest_base_image(REGION, SEED_FILTERS)
-    assert image is not None
+    image = ec2.base_image(REGION, filter_source(SEED_FILTERS))
+    assert isinstance(image, Image)
     assert image.image_id == NEWEST_EKS_130_X86
     assert sends.count == 2
 
@@ -296,7 +302,7 @@ def test_unreachable_endpoint_is_temporary_and_quick(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", f"http://127.0.0.1:{free_port()}")
     ec2 = Ec2()
 
-    error, elapsed = timed_failure(lambda: ec2.newest_base_image(REGION, SEED_FILTERS))
+    error, elapsed = timed_failure(lambda: ec2.base_image(REGION, filter_source(SEED_FILTERS)))
 
     assert error.code == "EndpointConnectionError"
     assert error.temporary
@@ -347,7 +353,7 @@ def test_throttling_is_temporary_after_a_bounded_number_of_attempts() -> None:
     sends = Sends(session, "DescribeImages", answer=ec2_error(503, "RequestLimitExceeded"))
     ec2 = Ec2(session=session)
 
-    error, elapsed = timed_failure(lambda: ec2.newest_base_image(REGION, SEED_FILTERS))
+    error, elapsed = timed_failure(lambda: ec2.base_image(REGION, filter_source(SEED_FILTERS)))
 
     assert error.code == "RequestLimitExceeded"
     assert error.temporary

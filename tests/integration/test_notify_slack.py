@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from app.base_image import BaseLookup, BaseSource
 from app.main import create_app
 from app.notify.dispatch import Dispatcher
 from app.notify.slack import SlackSender
 from app.settings import Settings
-from app.spec import AmiFilter
 from app.tags import Image
 from tests.builders import NAMESPACE, T0, base_image, parent, request, running
 from tests.fakes.slack import FakeSlack, fake_slack, headline, rate_limited, server_error, slow
@@ -30,7 +30,7 @@ TIMEOUT = 1
 class NoAmis:
     """EC2 with the seed's base AMI and nothing built yet: every new builder needs a build."""
 
-    def newest_base_image(self, region: str, filters: Sequence[AmiFilter]) -> Image | None:
+    def base_image(self, region: str, source: BaseSource) -> BaseLookup:
         return base_image()
 
     def managed_images(self, region: str, tags: Mapping[str, str]) -> list[Image]:

