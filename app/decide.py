@@ -623,7 +623,7 @@ class _Reconcile:
         kind = "temporary" if fault.temporary else "permanent"
         # Dated now even on a first sync: the backoff counts from it.
         aws = cond.true(
-            cond.AWS_ERROR, f"EC2 {fault.code} ({kind}): {fault.message}", reason=fault.code, since=self.now
+            cond.AWS_ERROR, f"AWS {fault.code} ({kind}): {fault.message}", reason=fault.code, since=self.now
         )
         kept = [c for c in self.previous.conditions if c.type != cond.AWS_ERROR]
         wanted = [Wanted(c.type, c.status, c.reason, c.message) for c in kept] + [aws]

@@ -2,16 +2,29 @@
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from app import tags
+from app import conditions, decide, tags
 from app.spec import parse_spec
-from tests.deploy.manifests import CHART, ROOT, load_yaml
+from tests.deploy.manifests import (
+    CHART,
+    EXAMPLES,
+    ROOT,
+    crd_schema,
+    load_yaml,
+    schema_errors,
+    strict,
+)
 from tests.seed import SEED_SPEC
 
 DOCS = ROOT / "docs" / "install.md"
+FRESHNESS = ROOT / "docs" / "freshness.md"
+README = ROOT / "README.md"
+SSM_EXAMPLE = "metacontroller/examples/packerbuilder-ssm.yaml"
 IAM = CHART / "iam"
 
 
@@ -111,9 +124,10 @@ def test_docs_cover_the_install_path() -> None:
         assert command in text, command
 
 
-def test_every_path_the_docs_name_exists() -> None:
+@pytest.mark.parametrize("doc", [DOCS, FRESHNESS, README], ids=lambda p: p.name)
+def test_every_path_the_docs_name_exists(doc: Path) -> None:
     for path in set(
-        re.findall(r"(?:metacontroller|helm/packer-builder|app|scripts)/[\w./-]+\.\w+", DOCS.read_text())
+        re.findall(r"(?:metacontroller|helm/packer-builder|app|scripts)/[\w./-]+\.\w+", doc.read_text())
     ):
         assert (ROOT / path).exists(), path
 
@@ -123,3 +137,58 @@ def test_docs_match_the_chart_defaults() -> None:
     values = load_yaml(CHART / "values.yaml")
     assert values["service"]["port"] == 80
     assert values["metacontroller"]["namespace"] == "metacontroller"
+
+
+def _yaml_block_after(text: str, heading: str) -> str:
+    match = re.search(r"```yaml\n(.*?)```", text.split(heading, 1)[1], re.DOTALL)
+    assert match is not None, f"no YAML block after {heading!r}"
+    return match.group(1)
+
+
+def _table_after(text: str, heading: str) -> list[str]:
+    """The first cells of the Markdown table that follows `heading`, header and separator left out."""
+    section = text.split(heading, 1)[1].split("\n\n|", 1)[1]
+    rows = ("|" + section).split("\n\n", 1)[0].splitlines()
+    return [row.split("|")[1].strip() for row in rows[2:]]
+
+
+def test_readme_spec_example_is_accepted_by_the_crd_and_the_hook() -> None:
+    block = _yaml_block_after(README.read_text(), "## The PackerBuilder spec")
+    manifest = yaml.safe_load(block)
+    assert schema_errors(strict(crd_schema()), manifest) == []
+    spec = parse_spec(manifest["spec"])
+    assert spec.rebuild.onBaseImageChange
+    assert spec.schedule
+    assert spec.timeZone != "UTC"
+    # The commented-out alternative source is valid too, in place of amiFilters.
+    alternative = re.sub(r"^  amiFilters:.*?(?=^  # baseImage:)", "", block, flags=re.DOTALL | re.MULTILINE)
+    alternative = re.sub(r"^  # ( *(?:baseImage|ssmParameter):)", r"  \1", alternative, flags=re.MULTILINE)
+    manifest = yaml.safe_load(alternative)
+    assert "amiFilters" not in manifest["spec"]
+    assert schema_errors(strict(crd_schema()), manifest) == []
+    assert parse_spec(manifest["spec"]).baseImage is not None
+
+
+def test_freshness_doc_summarises_the_ssm_example() -> None:
+    example = load_yaml(EXAMPLES / "packerbuilder-ssm.yaml")["spec"]
+    summary = yaml.safe_load(_yaml_block_after(FRESHNESS.read_text(), "# Freshness"))["spec"]
+    assert {key: example[key] for key in summary} == summary
+    for doc in (FRESHNESS, DOCS, README):
+        assert SSM_EXAMPLE in doc.read_text(), doc.name
+
+
+def test_freshness_doc_lists_every_state_the_hook_writes() -> None:
+    states = {value for name, value in vars(decide).items() if name.startswith("STATE_")}
+    documented = set()
+    for cell in _table_after(FRESHNESS.read_text(), "### States"):
+        documented |= set(re.findall(r"`(\w+)`", cell))
+    assert documented == states
+
+
+def test_freshness_doc_names_real_conditions() -> None:
+    types = {value for name, value in vars(conditions).items() if name.isupper() and isinstance(value, str)}
+    cells = _table_after(FRESHNESS.read_text(), "### Conditions to watch")
+    documented = {cell.strip("`") for cell in cells}
+    assert all(re.fullmatch(r"`\w+`", cell) for cell in cells), cells
+    assert documented <= types
+    assert {"BaseImageOutdated", "Scheduled", "Suspended"} <= documented
