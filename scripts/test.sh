@@ -20,6 +20,8 @@ fi
 
 uv sync --locked --quiet
 bash scripts/install-helm.sh
+# Real packer and its Amazon plugin for the end-to-end container test (built once, cached in .tools/).
+bash scripts/install-packer.sh
 
 echo "== ruff"
 uv run ruff check .
