@@ -1,4 +1,4 @@
-"""The Packer container's script, run by real POSIX shells and awks against fake `packer` and `git` executables.
+"""The Packer container's script, run by real POSIX shells and awks against fake `packer` and `git`.
 
 The temp dir is laid out like the pod: a checkout with the project dir in it, a TMPDIR, and a termination
 log file. The fakes record every invocation (argv, cwd) as one JSON line; `packer build` prints
@@ -90,7 +90,7 @@ BUILD_OUTPUT = """\
 
 
 # Every awk the script may meet: busybox's in the Alpine-based hashicorp/packer image, mawk (Debian's
-# default) and gawk elsewhere. scripts/test.sh installs all three, and busybox and dash.
+# default) and gawk elsewhere. scripts/test.sh installs them, and the shells below.
 AWKS = ["busybox", "mawk", "gawk"]
 # Every shell, each with an awk, so that the whole suite runs under every awk too.
 SHELLS = [
