@@ -611,13 +611,8 @@ class _Reconcile:
 
     def _fault(self, fault: AwsFault) -> Decision:
         """AWS trouble changes nothing but a condition; every Job stays, resync with backoff."""
-        since = cond.since(self.previous.conditions, cond.AWS_ERROR)
-        elapsed = 0
-        if since:
-            try:
-                elapsed = int((self.now - parse_timestamp(since)).total_seconds())
-            except ValueError:
-                elapsed = 0
+        since = self._recorded_time(cond.since(self.previous.conditions, cond.AWS_ERROR))
+        elapsed = int((self.now - since).total_seconds()) if since is not None else 0
         floor = FAULT_RESYNC_MIN if fault.temporary else FAULT_RESYNC_MAX // 5
         resync = min(max(elapsed, floor), FAULT_RESYNC_MAX)
         kind = "temporary" if fault.temporary else "permanent"
