@@ -50,7 +50,7 @@ def base_source(spec: PackerBuilderSpec) -> BaseSource | None:
     if spec.baseImage is not None:
         return ParameterSource(spec.baseImage.ssmParameter)
     if spec.amiFilters:
-        return FilterSource(canonical_filters(spec.amiFilters))
+        return filter_source(spec.amiFilters)
     return None
 
 
