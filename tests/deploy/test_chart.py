@@ -79,6 +79,7 @@ def test_default_render_has_exactly_the_expected_objects(defaults: dict[str, Man
         "PodDisruptionBudget",
         "NetworkPolicy",
         "CompositeController",
+        "ConfigMap",
     }
 
 
@@ -142,6 +143,7 @@ def test_settings_reach_the_container_as_env(
         "WEB_CONCURRENCY": "1",
         "LOG_LEVEL": "INFO",
         "BASE_IMAGE_CACHE_SECONDS": "300",
+        "PUBLISH_PARAMETER_PREFIX": "/platform/ami/",
         "NOTIFY_TIMEOUT_SECONDS": "3",
         "NOTIFY_DEDUPE_SECONDS": "86400",
         "NOTIFY_QUEUE_SIZE": "1000",
@@ -150,6 +152,7 @@ def test_settings_reach_the_container_as_env(
     assert env["PORT"] == "9090"
     assert env["WEB_CONCURRENCY"] == "2"
     assert env["AWS_REGION"] == "us-west-2"
+    assert env["PUBLISH_PARAMETER_PREFIX"] == "/teams/platform/amis/"
     assert env["SLACK_API_URL"] == "https://slack.example.com/api/"
     assert env["NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert env["SLACK_BOT_TOKEN"] == {"secretKeyRef": {"name": "slack-bot", "key": "bot-token"}}
@@ -243,6 +246,42 @@ def test_chart_controller_equals_the_standalone_manifest(defaults: dict[str, Man
     assert rendered["metadata"]["name"] == standalone["metadata"]["name"]
 
 
+HOOK_POLICY = CHART / "iam" / "hook-policy.json"
+DEFAULT_PUBLISH_ARN = "arn:aws:ssm:*:*:parameter/platform/ami/*"
+
+
+def _rendered_policy(objects: dict[str, Manifest]) -> str:
+    config_map = objects["ConfigMap"]
+    assert set(config_map["data"]) == {"hook-policy.json"}
+    text = config_map["data"]["hook-policy.json"]
+    assert isinstance(text, str)
+    return text
+
+
+def test_chart_renders_the_hook_policy_file_as_is_by_default(defaults: dict[str, Manifest]) -> None:
+    assert defaults["ConfigMap"]["metadata"]["name"] == "packer-builder-iam-policy"
+    assert _rendered_policy(defaults) == HOOK_POLICY.read_text()
+
+
+def test_chart_renders_the_hook_policy_with_the_publish_prefix(all_on: dict[str, Manifest]) -> None:
+    """What the user attaches: the file, with the publish prefix substituted, and nothing else changed."""
+    assert all_on["ConfigMap"]["metadata"]["name"] == "ami-packer-hook-iam-policy"
+    text = _rendered_policy(all_on)
+    assert DEFAULT_PUBLISH_ARN in HOOK_POLICY.read_text()
+    prefixed = "arn:aws:ssm:*:*:parameter/teams/platform/amis/*"
+    assert text == HOOK_POLICY.read_text().replace(DEFAULT_PUBLISH_ARN, prefixed)
+    policy = json.loads(text)
+    (publishing,) = [s for s in policy["Statement"] if "ssm:PutParameter" in s["Action"]]
+    assert publishing["Resource"] == [prefixed]
+
+
+def test_chart_policy_name_fits_a_long_release_name(helm_home: Path) -> None:
+    fullname = "x" * 51 + "-" + "y" * 11
+    objects = by_kind(render(helm_home, "--set", f"fullnameOverride={fullname}"))
+    assert objects["Deployment"]["metadata"]["name"] == fullname
+    assert objects["ConfigMap"]["metadata"]["name"] == "x" * 51 + "-iam-policy"
+
+
 WRONG_VALUES = {
     "replicas not a number": "replicaCount=two",
     "zero replicas": "replicaCount=0",
@@ -259,6 +298,10 @@ WRONG_VALUES = {
     "scrape interval": "serviceMonitor.interval=often",
     "slack token secret name": "hook.slackBotToken.secretName=Slack_Token",
     "notify queue": "hook.notify.queueSize=0",
+    "publish prefix without leading slash": "hook.publishParameterPrefix=platform/ami/",
+    "publish prefix without trailing slash": "hook.publishParameterPrefix=/platform/ami",
+    "publish prefix of every parameter": "hook.publishParameterPrefix=/",
+    "publish prefix with a space": "hook.publishParameterPrefix=/platform ami/",
 }
 
 

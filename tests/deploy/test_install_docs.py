@@ -57,18 +57,69 @@ def _operations_in_app() -> set[str]:
 def test_hook_policy_allows_exactly_the_calls_the_hook_makes() -> None:
     operations = _operations_in_app()
     assert _actions(_policy("hook-policy.json")) == operations
-    assert operations == {"ec2:DescribeImages", "ec2:CreateTags", "ssm:GetParameter"}
+    assert operations == {
+        "ec2:DescribeImages",
+        "ec2:CreateTags",
+        "ec2:DescribeInstances",
+        "ec2:DescribeLaunchTemplateVersions",
+        "ec2:EnableImageDeprecation",
+        "ec2:DeregisterImage",
+        "ec2:DeleteSnapshot",
+        "ssm:GetParameter",
+        "ssm:PutParameter",
+    }
 
 
-def test_hook_reads_only_public_aws_parameters_unless_users_add_their_own() -> None:
-    (reading,) = [s for s in _policy("hook-policy.json")["Statement"] if "ssm:GetParameter" in s["Action"]]
-    assert reading["Resource"] == ["arn:aws:ssm:*::parameter/aws/service/*"]
+IMAGES = "arn:aws:ec2:*::image/*"
+SNAPSHOTS = "arn:aws:ec2:*::snapshot/*"
+PUBLISH_PARAMETERS = "arn:aws:ssm:*:*:parameter/platform/ami/*"
+OURS = {"StringEquals": {f"aws:ResourceTag/{tags.BROUGHT_TO_YOU_BY}": tags.OPERATOR_NAME}}
+FIRST_TAGGING = {"StringEquals": {f"aws:RequestTag/{tags.BROUGHT_TO_YOU_BY}": tags.OPERATOR_NAME}}
 
 
-def test_hook_may_tag_only_images_with_its_own_tag_keys() -> None:
-    (tagging,) = [s for s in _policy("hook-policy.json")["Statement"] if "ec2:CreateTags" in s["Action"]]
-    assert tagging["Resource"] == "arn:aws:ec2:*::image/*"
-    allowed = set(tagging["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"])
+def _statements(action: str) -> list[dict[str, Any]]:
+    return [s for s in _policy("hook-policy.json")["Statement"] if action in s["Action"]]
+
+
+def _resources(statement: dict[str, Any]) -> list[str]:
+    resource = statement["Resource"]
+    return [resource] if isinstance(resource, str) else list(resource)
+
+
+def test_every_hook_statement_says_what_it_is_for() -> None:
+    statements = _policy("hook-policy.json")["Statement"]
+    sids = [statement.get("Sid", "") for statement in statements]
+    assert all(re.fullmatch(r"[A-Z][A-Za-z0-9]{8,}", sid) for sid in sids), sids
+    assert len(set(sids)) == len(sids)
+    assert all(statement["Effect"] == "Allow" for statement in statements)
+
+
+def test_only_describe_calls_are_unscoped() -> None:
+    """EC2's Describe* calls support no resource-level permissions; everything else names its resources."""
+    for statement in _policy("hook-policy.json")["Statement"]:
+        if "*" in _resources(statement):
+            assert all(action.startswith("ec2:Describe") for action in statement["Action"]), statement["Sid"]
+            assert "Condition" not in statement
+
+
+@pytest.mark.parametrize(
+    ("action", "resource"),
+    [
+        ("ec2:DeregisterImage", IMAGES),
+        ("ec2:EnableImageDeprecation", IMAGES),
+        ("ec2:DeleteSnapshot", SNAPSHOTS),
+    ],
+)
+def test_mutating_ec2_calls_only_touch_resources_tagged_as_ours(action: str, resource: str) -> None:
+    statements = _statements(action)
+    assert statements
+    for statement in statements:
+        assert _resources(statement) == [resource]
+        assert statement["Condition"] == OURS
+
+
+def test_hook_tags_only_images_and_snapshots_with_its_own_tag_keys() -> None:
+    statements = _statements("ec2:CreateTags")
     contract = {
         tags.BROUGHT_TO_YOU_BY,
         tags.CLUSTER_NAME,
@@ -82,8 +133,37 @@ def test_hook_may_tag_only_images_with_its_own_tag_keys() -> None:
         tags.BASE_AMI,
         tags.PACKER_REPO_COMMIT,
     }
-    assert allowed == contract
-    assert set(tags.management_tags("packer-builder", parse_spec(SEED_SPEC))) <= allowed
+    ownership = []
+    for statement in statements:
+        assert statement["Action"] == ["ec2:CreateTags"]
+        assert sorted(_resources(statement)) == [IMAGES, SNAPSHOTS]
+        condition = dict(statement["Condition"])
+        allowed = condition.pop("ForAllValues:StringEquals")
+        assert set(allowed) == {"aws:TagKeys"}
+        assert set(allowed["aws:TagKeys"]) == contract
+        assert condition in (OURS, FIRST_TAGGING), statement["Sid"]
+        ownership.append(condition)
+    # Retagging what is ours, and the first tagging of a fresh AMI or its snapshots, which sets the tag.
+    assert sorted(map(json.dumps, ownership)) == sorted(map(json.dumps, [OURS, FIRST_TAGGING]))
+    management = tags.management_tags("packer-builder", parse_spec(SEED_SPEC))
+    assert set(management) <= contract
+    assert management[tags.BROUGHT_TO_YOU_BY] == tags.OPERATOR_NAME
+
+
+def test_hook_reads_public_aws_parameters_and_its_publish_prefix() -> None:
+    (base,) = [s for s in _statements("ssm:GetParameter") if s["Sid"] == "ReadBaseImageParameters"]
+    assert base["Action"] == ["ssm:GetParameter"]
+    assert base["Resource"] == ["arn:aws:ssm:*::parameter/aws/service/*"]
+    resources = {resource for s in _statements("ssm:GetParameter") for resource in _resources(s)}
+    assert resources == {"arn:aws:ssm:*::parameter/aws/service/*", PUBLISH_PARAMETERS}
+
+
+def test_hook_writes_parameters_only_under_the_publish_prefix() -> None:
+    (publishing,) = _statements("ssm:PutParameter")
+    assert _resources(publishing) == [PUBLISH_PARAMETERS]
+    assert sorted(publishing["Action"]) == ["ssm:GetParameter", "ssm:PutParameter"]
+    default_prefix = load_yaml(CHART / "values.yaml")["hook"]["publishParameterPrefix"]
+    assert f"arn:aws:ssm:*:*:parameter{default_prefix}*" == PUBLISH_PARAMETERS
 
 
 def test_notification_permissions_are_a_separate_optional_policy() -> None:
