@@ -1,12 +1,10 @@
 """Which Jobs stay in `children`, restated as we asked for them (DESIGN.md rules 1, 5, 6 and 7)."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.observed import ObservedJob, Phase
 from app.outcome import Kind, Outcome
-from app.spec import JobStatus, PackerBuilderStatus
-from app.tags import BUILD_ID
 
 # Labels and annotations the API server adds to Jobs; desired objects must not carry them (rule 5).
 _GENERATED_LABELS = ("controller-uid", "job-name")
@@ -60,27 +58,44 @@ def as_desired(raw: Mapping[str, Any]) -> dict[str, Any]:
     return pruned
 
 
-def keeps(job: ObservedJob, outcome: Outcome | None, recorded_now: bool, status: PackerBuilderStatus) -> bool:
-    """Rule 7: a finished Job leaves `children` only once the status the request carries records it."""
-    if job.phase is Phase.running:
+def kept_jobs(
+    live: Sequence[ObservedJob],
+    outcome: Outcome | None,
+    recorded_now: bool,
+    successful_limit: int,
+    failed_limit: int,
+) -> list[ObservedJob]:
+    """Rules 1 and 7 and the history limits: which of the live Jobs stay in `children`.
+
+    Running Jobs stay. The latest finished Job stays while its outcome is not recorded in the status the
+    request carries (record first, delete later) or still waits for an AMI. After that, like a CronJob's, the newest
+    `successful_limit` succeeded and `failed_limit` failed builds stay for `kubectl logs`.
+    """
+    finished = sorted((j for j in live if j.phase is not Phase.running), key=lambda j: j.order, reverse=True)
+    latest = outcome.job.name if outcome is not None else None
+
+    def failed_build(job: ObservedJob) -> bool:
+        latest_failed = outcome is not None and job.name == latest and outcome.kind is Kind.failed
+        return job.phase is Phase.failed or latest_failed
+
+    failures = [j.name for j in finished if failed_build(j)]
+    successes = [j.name for j in finished if not failed_build(j)]
+    history = set(failures[:failed_limit]) | set(successes[:successful_limit])
+    return [
+        j
+        for j in live
+        if j.phase is Phase.running or _unsettled(j, outcome, recorded_now) or j.name in history
+    ]
+
+
+def _unsettled(job: ObservedJob, outcome: Outcome | None, recorded_now: bool) -> bool:
+    """Whether the latest finished Job still has something to tell: it may not go yet (rule 7)."""
+    if outcome is None or outcome.job.name != job.name:
+        return False
+    if recorded_now or outcome.kind is Kind.waiting:
         return True
-    is_latest = outcome is not None and outcome.job.name == job.name
-    if is_latest and recorded_now:
-        return True  # recorded in this response; dropped on a later sync
-    if is_latest and outcome is not None and outcome.kind is Kind.waiting:
-        return True
-    if is_latest and outcome is not None and outcome.kind is Kind.built:
-        tagged = outcome.image is not None and outcome.image.tags.get(BUILD_ID) == job.build_id
-        recorded = status.jobName == job.name and status.jobStatus == JobStatus.completed
-        return not (tagged and recorded)
-    if job.phase is Phase.failed or (is_latest and outcome is not None and outcome.kind is Kind.failed):
-        # Failed builds stay for `kubectl logs` until the spec changes or a later build succeeds.
-        superseded = status.observedGeneration > job.generation or (
-            status.lastRunStatus == JobStatus.completed and status.jobName != job.name
-        )
-        return not superseded
-    # A succeeded Job that is not the latest: its AMI was recorded when a later build was planned.
-    return False
+    # A copy in another region still on its way: only this Job's report names it.
+    return any(a.kind is Kind.waiting for a in outcome.artifacts)
 
 
 def sorted_children(

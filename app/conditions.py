@@ -18,6 +18,12 @@ AWS_ERROR = "AWSError"
 BASE_IMAGE_OUTDATED = "BaseImageOutdated"
 SCHEDULED = "Scheduled"
 SUSPENDED = "Suspended"
+# Retention and distribution (app.lifecycle): present only while something did not happen.
+IMAGE_COPY_FAILED = "ImageCopyFailed"
+DEPRECATION_NOT_SET = "DeprecationNotSet"
+PUBLISH_FAILED = "PublishFailed"
+RETENTION_SKIPPED = "RetentionSkipped"
+RETENTION_FAILED = "RetentionFailed"
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,14 @@ def merge(previous: list[Condition], wanted: list[Wanted], now: datetime) -> lis
 
 def false(kind: str, reason: str, message: str, since: datetime | None = None) -> Wanted:
     return Wanted(kind, ConditionStatus.false, reason, message, since)
+
+
+def upsert(
+    current: list[Condition], wanted: list[Wanted], previous: list[Condition], now: datetime
+) -> list[Condition]:
+    """`current` with `wanted` set on top; a condition keeps its transition time from `previous`."""
+    kept = [c for c in current if c.type not in {w.type for w in wanted}]
+    return sorted([*kept, *merge(previous, wanted, now)], key=lambda c: (c.type != READY, c.type))
 
 
 def since(previous: list[Condition], kind: str) -> str | None:

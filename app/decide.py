@@ -5,24 +5,26 @@ numbers in comments refer to it. What the last build produced lives in app.outco
 app.children, when things happen in app.timing and whether the base AMI moved on in app.freshness.
 """
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from app import conditions as cond
 from app.base_image import BaseImageMissing
 from app.build import ANNOTATION_COMMAND, BuildPlan, plan_build
-from app.children import as_desired, keeps, sorted_children
+from app.children import as_desired, kept_jobs, sorted_children
 from app.conditions import Wanted
 from app.durations import parse_duration
+from app.effects import Effect, Report
 from app.facts import AmiFacts, AwsFault
 from app.freshness import BaseCheck, check_base
 from app.job import render_job
+from app.lifecycle import Plan, newest, plan, report_conditions
 from app.observed import BuildReport, ObservedJob, Phase
-from app.outcome import Kind, Outcome, built_tags, latest_outcome
+from app.outcome import ARTIFACT_GRACE, Kind, Outcome, built_tags, latest_outcome
 from app.spec import JobStatus, ObjectMeta, PackerBuilderSpec, PackerBuilderStatus, SpecError
-from app.tags import ACTIVE, BASE_AMI, DEPRECATED, STATUS, Image, format_timestamp, parse_timestamp
+from app.tags import BASE_AMI, BUILD_ID, Image, format_timestamp, management_tags, parse_timestamp
 from app.timing import ceil_seconds, retry_at, wake_after, window_start
 
 RUNNING_RESYNC = 60
@@ -56,21 +58,12 @@ class World:
 
 
 @dataclass(frozen=True)
-class TagImages:
-    """Effect: set these tags on these AMIs (idempotent)."""
-
-    region: str
-    image_ids: tuple[str, ...]
-    tags: tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True)
 class _Due:
     """A build that is due, and what the latest finished build leaves to record and keep."""
 
     current: Image | None
     outcome: Outcome | None
-    effects: tuple["TagImages", ...]
+    effects: tuple[Effect, ...]
     recorded: dict[str, Any]
     recorded_now: bool
 
@@ -80,7 +73,7 @@ class Decision:
     children: tuple[dict[str, Any], ...]
     status: PackerBuilderStatus
     resync_seconds: int
-    effects: tuple[TagImages, ...] = ()
+    effects: tuple[Effect, ...] = ()
     finalized: bool | None = None
 
 
@@ -108,21 +101,65 @@ def decide(world: World, facts: AmiFacts, now: datetime) -> Decision:
     return _Reconcile(world, world.spec, facts, now).run()
 
 
-def decide_finalize(world: World, now: datetime) -> Decision:
-    """Rule 11: let running builds finish (Packer must clean up its EC2 resources), then release the parent."""
+def needs_facts_to_finalize(world: World) -> bool:
+    """Whether a build finished whose success the status does not record yet: its AMIs need tagging."""
+    finished = [j for j in world.jobs if not j.deleting and j.phase is not Phase.running]
+    if not finished:
+        return False
+    latest = max(finished, key=lambda j: j.order)
+    recorded = world.status.jobName == latest.name and world.status.jobStatus == JobStatus.completed
+    return latest.phase is Phase.succeeded and not recorded
+
+
+def decide_finalize(world: World, facts: AmiFacts, now: datetime) -> Decision:
+    """Rule 11: let running builds finish (Packer must clean up its EC2 resources), record the last one's
+    AMIs (tags, retention, publishing: the same effects a sync would carry out), then release the parent.
+
+    Waiting is bounded: an AMI that stays pending, or AWS that stays unreachable, for longer than
+    ARTIFACT_GRACE after the build finished no longer holds up the deletion.
+    """
+    now = now.replace(microsecond=0)
     running = [j for j in world.jobs if not j.deleting and j.phase is Phase.running]
     status = world.status.model_copy(
         update={"state": STATE_FINALIZING, "observedGeneration": world.meta.generation}
     )
+    wait = ""
+    effects: tuple[Effect, ...] = ()
     if running:
-        names = ", ".join(j.name for j in running)
-        status = status.model_copy(update={"lastRunMessage": f"Waiting for running build {names} to finish"})
+        wait = f"Waiting for running build {', '.join(j.name for j in running)} to finish"
+    elif not isinstance(world.spec, SpecError) and needs_facts_to_finalize(world):
+        reconcile = _Reconcile(world, world.spec, facts, now)
+        finished = reconcile.finished[-1]
+        patient = now - (finished.finished_at or now) <= ARTIFACT_GRACE
+        if facts.fault is not None and patient:
+            wait = f"Waiting to record build {finished.name}: AWS {facts.fault.code}"
+        elif facts.fault is None:
+            outcome = reconcile.settle()
+            if outcome is not None and outcome.kind is Kind.waiting:
+                wait = f"Waiting to record build {finished.name}: {outcome.reason}"
+            else:
+                effects = reconcile.plan.effects
+                status = status.model_copy(update={"images": reconcile.plan.images()})
+    if wait:
+        status = status.model_copy(update={"lastRunMessage": wait})
     return Decision(
         children=tuple(as_desired(j.raw) for j in sorted(running, key=lambda j: j.name)),
         status=status,
-        resync_seconds=WAITING_RESYNC if running else FAULT_RESYNC_MAX,
-        finalized=not running,
+        resync_seconds=WAITING_RESYNC if wait else FAULT_RESYNC_MAX,
+        effects=effects,
+        finalized=not wait,
     )
+
+
+def with_reports(world: World, decision: Decision, reports: Sequence[Report], now: datetime) -> Decision:
+    """The decision's status once its effects were carried out: a condition for each kind that did not."""
+    wanted = report_conditions(reports)
+    if not wanted:
+        return decision
+    conditions = cond.upsert(
+        decision.status.conditions, wanted, world.status.conditions, transition_time(world, now)
+    )
+    return replace(decision, status=decision.status.model_copy(update={"conditions": conditions}))
 
 
 def _invalid_spec(world: World, error: SpecError, now: datetime) -> Decision:
@@ -162,15 +199,31 @@ class _Reconcile:
         self.region = spec.region
         self.stamp = transition_time(world, now)
         self.base_check: BaseCheck | None = None
+        self.plan = Plan((), ())
 
     # -- entry point -------------------------------------------------------------------------------------------
+
+    def settle(self) -> Outcome | None:
+        """The latest build's outcome and, from it, the plan for the builder's AMIs (self.plan)."""
+        outcome = self._outcome()
+        self.plan = plan(
+            outcome,
+            self._built_tags(outcome) if outcome is not None and outcome.kind is Kind.built else {},
+            self.facts.regions(self.region),
+            self.facts.parameters,
+            self.spec,
+            management_tags(self.meta.name, self.spec),
+            self.now,
+            self.expires_in,
+        )
+        return outcome
 
     def run(self) -> Decision:
         if self.facts.fault is not None:
             return self._fault(self.facts.fault)
-        outcome = latest_outcome(self.finished, self.world.reports, self.facts.built, self.region, self.now)
-        effects = self._effects(outcome)
-        current = self._current_image(outcome)
+        outcome = self.settle()
+        effects = self.plan.effects
+        current = self._current_image()
         self.base_check = check_base(
             current,
             self.facts.base_image,
@@ -196,43 +249,31 @@ class _Reconcile:
     def _built_tags(self, outcome: Outcome) -> dict[str, str]:
         return built_tags(outcome, self.meta.name, self.spec, self.now)
 
-    def _effects(self, outcome: Outcome | None) -> tuple[TagImages, ...]:
-        """Tag a fresh AMI as active and retire the builder's other active AMIs; nothing when already done."""
-        image = outcome.built if outcome is not None else None
-        if outcome is None or image is None:
-            return ()
-        effects = []
-        wanted = self._built_tags(outcome)
-        if any(image.tags.get(k) != v for k, v in wanted.items()):
-            effects.append(TagImages(self.region, (image.image_id,), tuple(sorted(wanted.items()))))
-        stale = sorted(
-            i.image_id
-            for i in self.facts.managed
-            if i.tags.get(STATUS) == ACTIVE and i.image_id != image.image_id
-        )
-        if stale:
-            effects.append(TagImages(self.region, tuple(stale), ((STATUS, DEPRECATED),)))
-        return tuple(effects)
+    def _outcome(self) -> Outcome | None:
+        """The latest finished build's outcome, or None once its success is recorded and carried out.
 
-    def _current_image(self, outcome: Outcome | None) -> Image | None:
-        """The newest active, unexpired AMI of this builder, counting one this sync is about to tag."""
-        candidates = [i for i in self.facts.managed if i.is_active]
-        image = outcome.built if outcome is not None else None
-        if outcome is not None and image is not None:
-            fresh = Image(
-                image.image_id,
-                image.state,
-                image.creation_date,
-                image.name,
-                {**image.tags, **self._built_tags(outcome)},
-            )
-            candidates = [i for i in candidates if i.image_id != fresh.image_id] + [fresh]
-        valid = [i for i in candidates if self.now <= i.expires_at(self.expires_in)]
-        return max(valid, key=lambda i: (i.created_at, i.image_id), default=None)
+        A recorded success is history: its AMIs may since have been retired or removed, and the spec (and
+        so the management tags) may have changed; neither may be read as news about that build. It stays
+        news while its AMI lacks the build's tags (tagging failed or was undone) or a copy is on its way.
+        """
+        regions = self.facts.regions(self.region)
+        built = {region: images.built for region, images in regions.items()}
+        outcome = latest_outcome(self.finished, self.world.reports, built, self.region, self.now)
+        if outcome is None:
+            return None
+        job = outcome.job
+        recorded = self.previous.jobName == job.name and self.previous.jobStatus == JobStatus.completed
+        untagged = outcome.built is not None and outcome.built.tags.get(BUILD_ID) != job.build_id
+        copying = any(a.kind is Kind.waiting for a in outcome.artifacts)
+        return None if recorded and not untagged and not copying else outcome
+
+    def _current_image(self) -> Image | None:
+        """The newest active, unexpired AMI of this builder in spec.region, counting those tagged now."""
+        home = [i for region, i in self.plan.current if region == self.region]
+        return newest(i for i in home if self.now <= i.expires_at(self.expires_in))
 
     def _expired_image(self) -> Image | None:
-        active = [i for i in self.facts.managed if i.is_active]
-        return max(active, key=lambda i: (i.created_at, i.image_id), default=None)
+        return newest(i for region, i in self.plan.current if region == self.region)
 
     def _failed_count(self, replaces: str) -> int:
         """Failures in this spec generation and cycle, from the status and from the failed Jobs' own labels."""
@@ -321,12 +362,16 @@ class _Reconcile:
             wanted.append(
                 cond.true(cond.SUSPENDED, "spec.suspend is true: no new build starts; a running one finishes")
             )
+        if self.plan.copy_failures:
+            message = "Reported AMIs not usable: " + "; ".join(self.plan.copy_failures)
+            wanted.append(cond.true(cond.IMAGE_COPY_FAILED, message))
         return wanted
 
     def _status(self, wanted: list[Wanted], **fields: Any) -> PackerBuilderStatus:
         return self.previous.model_copy(
             update={
                 "nextBuildTime": "",
+                "images": self.plan.images(),
                 **fields,
                 "conditions": cond.merge(self.previous.conditions, [*wanted, *self._ambient()], self.stamp),
                 "observedGeneration": self.meta.generation,
@@ -398,8 +443,14 @@ class _Reconcile:
     def _children(
         self, outcome: Outcome | None, recorded_now: bool, extra: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], ...]:
-        kept = [as_desired(j.raw) for j in self.live if keeps(j, outcome, recorded_now, self.previous)]
-        return sorted_children(kept, extra)
+        jobs = kept_jobs(
+            self.live,
+            outcome,
+            recorded_now,
+            self.spec.successfulJobsHistoryLimit,
+            self.spec.failedJobsHistoryLimit,
+        )
+        return sorted_children([as_desired(j.raw) for j in jobs], extra)
 
     # -- the outcomes ------------------------------------------------------------------------------------------
 
@@ -421,7 +472,7 @@ class _Reconcile:
         return cond.ready(False, "NoActiveAMI", "No active, unexpired AMI exists for this builder")
 
     def _follow_running(
-        self, current: Image | None, outcome: Outcome | None, effects: tuple[TagImages, ...]
+        self, current: Image | None, outcome: Outcome | None, effects: tuple[Effect, ...]
     ) -> Decision:
         """Rule 1: a running Job is followed (even while suspended), its identity read from its own labels."""
         job = self.running[-1]
@@ -446,7 +497,7 @@ class _Reconcile:
             self._children(outcome, recorded_now), status, min(RUNNING_RESYNC, self.timer), effects
         )
 
-    def _waiting(self, outcome: Outcome, effects: tuple[TagImages, ...]) -> Decision:
+    def _waiting(self, outcome: Outcome, effects: tuple[Effect, ...]) -> Decision:
         status = self._status(
             [
                 self._ready_condition(None),
@@ -457,7 +508,7 @@ class _Reconcile:
         )
         return Decision(self._children(outcome, False), status, min(WAITING_RESYNC, self.timer), effects)
 
-    def _ready(self, current: Image, outcome: Outcome | None, effects: tuple[TagImages, ...]) -> Decision:
+    def _ready(self, current: Image, outcome: Outcome | None, effects: tuple[Effect, ...]) -> Decision:
         recorded, recorded_now = self._record(outcome)
         fields: dict[str, Any] = {**recorded, "failedJobCount": 0}
         built_now = (
@@ -521,9 +572,7 @@ class _Reconcile:
         )
         return Decision(self._children(due.outcome, due.recorded_now), status, resync, due.effects)
 
-    def _build(
-        self, outcome: Outcome | None, effects: tuple[TagImages, ...], current: Image | None
-    ) -> Decision:
+    def _build(self, outcome: Outcome | None, effects: tuple[Effect, ...], current: Image | None) -> Decision:
         """A build is due: start it unless suspended, out of retries, backing off, baseless or off-window."""
         recorded, recorded_now = self._record(outcome)
         replaces = self.previous.lastRunBuiltImageID
@@ -575,7 +624,7 @@ class _Reconcile:
         self,
         plan: BuildPlan,
         outcome: Outcome | None,
-        effects: tuple[TagImages, ...],
+        effects: tuple[Effect, ...],
         current: Image | None,
         recorded: dict[str, Any] | None = None,
         recorded_now: bool = False,

@@ -1,6 +1,7 @@
 """What the decision needs to know about EC2, gathered by the shell before it decides."""
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from app.base_image import BaseLookup
 from app.tags import Image
@@ -16,12 +17,30 @@ class AwsFault:
 
 
 @dataclass(frozen=True)
-class AmiFacts:
+class RegionImages:
+    """The builder's AMIs in one region."""
+
     managed: tuple[Image, ...] = ()
     """AMIs carrying this builder's five management tags, any status."""
+    built: tuple[Image, ...] = ()
+    """The AMIs finished builds reported in this region, as EC2 sees them now."""
+
+
+@dataclass(frozen=True)
+class AmiFacts:
+    managed: tuple[Image, ...] = ()
+    """AMIs carrying this builder's five management tags in spec.region, any status."""
     base_image: BaseLookup | None = None
     """The base AMI the spec's source names now, or why there is none; None for a self-contained project."""
     built: tuple[Image, ...] = ()
-    """The AMIs finished builds reported, as EC2 sees them now."""
+    """The AMIs finished builds reported in spec.region, as EC2 sees them now."""
     fault: AwsFault | None = None
     """Set when an EC2 call failed; everything after it is missing, so nothing may be concluded from it."""
+    elsewhere: Mapping[str, RegionImages] = field(default_factory=dict)
+    """The other regions the builder has AMIs in: copies builds reported, regions its status lists."""
+    parameters: Mapping[tuple[str, str], str | None] = field(default_factory=dict)
+    """With spec.publish: the value of each parameter the current AMIs are published to, by (region, name)."""
+
+    def regions(self, home: str) -> dict[str, RegionImages]:
+        """Every region's images, spec.region's included."""
+        return {**self.elsewhere, home: RegionImages(self.managed, self.built)}

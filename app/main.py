@@ -126,8 +126,8 @@ def create_app(
 
     @api.post("/finalize")
     def finalize(request: HookRequest) -> dict[str, Any]:
-        """Finalize hook: `finalized: true` once no build of this PackerBuilder is running."""
-        return _response(reconcile.finalize(request, clock()))
+        """Finalize hook: `finalized: true` once no build is running and the last one's AMIs are tagged."""
+        return _response(reconcile.finalize(request, source, clock()))
 
     @api.post("/customize", response_model_exclude_none=True)
     def customize(request: CustomizeRequest) -> CustomizeResponse:

@@ -32,31 +32,83 @@ class Kind(StrEnum):
 
 
 @dataclass(frozen=True)
+class Artifact:
+    """One `region:ami-id` pair a build reported, and how EC2 sees that AMI now."""
+
+    region: str
+    image_id: str
+    image: Image | None
+    kind: Kind
+    reason: str = ""
+
+    @property
+    def usable(self) -> Image | None:
+        return self.image if self.kind is Kind.built else None
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How the latest finished build ended."""
 
     job: ObservedJob
     kind: Kind
     image: Image | None = None
+    """The primary AMI: in spec.region, x86_64 first when the build made several architectures there."""
     image_id: str = ""
     reason: str = ""
     commit: str = ""
     """The git commit the build reported (second line of its termination message), if any."""
+    artifacts: tuple[Artifact, ...] = ()
+    """Every AMI the build reported, in every region, sorted by region and AMI id."""
 
     @property
     def built(self) -> Image | None:
-        """The AMI, when the build produced a usable one."""
+        """The primary AMI, when the build produced a usable one."""
         return self.image if self.kind is Kind.built else None
+
+    @property
+    def usable(self) -> tuple[Artifact, ...]:
+        """The artifacts to tag active: none unless the build as a whole succeeded."""
+        if self.kind is not Kind.built:
+            return ()
+        return tuple(a for a in self.artifacts if a.kind is Kind.built)
+
+
+def primary_order(image: Image) -> tuple[bool, str, str]:
+    """Which of several current AMIs in one region speaks for the builder: x86_64, then by architecture."""
+    return (image.architecture != "x86_64", image.architecture, image.image_id)
+
+
+def _artifact(region: str, image_id: str, found: Mapping[str, Image], overdue: bool) -> Artifact:
+    image = found.get(image_id)
+    if image is None:
+        if overdue:
+            return Artifact(region, image_id, None, Kind.failed, f"AMI {image_id} not found in {region}")
+        return Artifact(
+            region, image_id, None, Kind.waiting, f"waiting for AMI {image_id} to appear in EC2 in {region}"
+        )
+    if image.state == "pending":
+        return Artifact(
+            region, image_id, image, Kind.waiting, f"waiting for AMI {image_id} to become available"
+        )
+    if image.state != "available":
+        return Artifact(region, image_id, image, Kind.failed, f"AMI {image_id} is {image.state} in {region}")
+    return Artifact(region, image_id, image, Kind.built)
 
 
 def latest_outcome(
     finished: Sequence[ObservedJob],
     reports: Mapping[str, BuildReport],
-    built: Sequence[Image],
+    built: Mapping[str, Sequence[Image]],
     region: str,
     now: datetime,
 ) -> Outcome | None:
-    """The outcome of the last of `finished` (ordered oldest first); None when nothing has finished."""
+    """The outcome of the last of `finished` (ordered oldest first); None when nothing has finished.
+
+    `built` holds, per region, the reported AMIs as EC2 sees them. The build succeeds on its AMIs in
+    `region` (spec.region): it waits while one of them is pending and fails when none is usable. AMIs in
+    other regions (copies) never change that; a missing or failed copy is reported beside it.
+    """
     if not finished:
         return None
     job = finished[-1]
@@ -72,28 +124,28 @@ def latest_outcome(
             )
         return Outcome(job, Kind.waiting, reason="waiting for the build pod's termination message")
     commit = termination_commit(report.message)
-    image_id = dict(parse_termination_message(report.message)).get(region, "")
-    if not image_id:
+    found = {r: {i.image_id: i for i in images} for r, images in built.items()}
+    artifacts = tuple(
+        _artifact(r, image_id, found.get(r, {}), overdue)
+        for r, image_id in sorted(set(parse_termination_message(report.message)))
+    )
+    home = [a for a in artifacts if a.region == region]
+    if not home:
         shown = report.message.splitlines()[0][:200] if report.message else "empty"
         return Outcome(
             job, Kind.failed, reason=f"NoArtifact: the build reported no AMI in {region} ({shown})"
         )
-    image = next((i for i in built if i.image_id == image_id), None)
-    if image is None:
-        if overdue:
-            return Outcome(
-                job, Kind.failed, image_id=image_id, reason=f"AMI {image_id} not found in {region}"
-            )
-        return Outcome(
-            job, Kind.waiting, image_id=image_id, reason=f"waiting for AMI {image_id} to appear in EC2"
-        )
-    if image.state == "pending":
-        return Outcome(
-            job, Kind.waiting, image, image_id, f"waiting for AMI {image_id} to become available", commit
-        )
-    if image.state != "available":
-        return Outcome(job, Kind.failed, image, image_id, f"AMI {image_id} is {image.state}", commit)
-    return Outcome(job, Kind.built, image, image_id, commit=commit)
+    waiting = next((a for a in home if a.kind is Kind.waiting), None)
+    if waiting is not None:
+        return Outcome(job, Kind.waiting, waiting.image, waiting.image_id, waiting.reason, commit, artifacts)
+    usable = sorted(
+        (a.image for a in home if a.image is not None and a.kind is Kind.built), key=primary_order
+    )
+    if not usable:
+        first = home[0]
+        return Outcome(job, Kind.failed, first.image, first.image_id, first.reason, commit, artifacts)
+    primary = usable[0]
+    return Outcome(job, Kind.built, primary, primary.image_id, commit=commit, artifacts=artifacts)
 
 
 def built_tags(outcome: Outcome, builder: str, spec: PackerBuilderSpec, now: datetime) -> dict[str, str]:

@@ -1,19 +1,22 @@
 """The imperative shell around decide(): read the request, gather EC2 facts, decide, carry out the effects."""
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 
 from app.base_image import base_source
-from app.decide import Decision, World, decide, decide_finalize
+from app.carry_out import carry_out
+from app.decide import Decision, World, decide, decide_finalize, needs_facts_to_finalize, with_reports
 from app.ec2 import AwsError, ImageSource
-from app.facts import AmiFacts, AwsFault
+from app.facts import AmiFacts, AwsFault, RegionImages
 from app.hooks import HookRequest
 from app.job import parse_termination_message
+from app.lifecycle import parameter_names
 from app.notify import announce as notifications
 from app.notify.targets import SECRET_GROUP, read_secrets
 from app.observed import BuildReport, build_reports, observe_job
-from app.spec import PackerBuilderSpec, SpecError, parse_spec, parse_status
+from app.spec import PackerBuilderSpec, PackerBuilderStatus, SpecError, parse_spec, parse_status
 from app.tags import management_tags
 
 log = logging.getLogger(__name__)
@@ -39,48 +42,104 @@ def _fault(error: AwsError) -> AwsFault:
     return AwsFault(error.code, error.message, error.temporary)
 
 
-def gather(
-    images: ImageSource, name: str, spec: PackerBuilderSpec, reports: dict[str, BuildReport]
-) -> AmiFacts:
-    """At most three AWS reads (base ones cached); the first failure stops the rest (10 s hook budget)."""
-    built_ids = sorted(
-        {
-            image_id
-            for report in reports.values()
-            for region, image_id in parse_termination_message(report.message)
-            if region == spec.region
+def _regions(
+    spec: PackerBuilderSpec, status: PackerBuilderStatus, reports: Mapping[str, BuildReport]
+) -> dict[str, list[str]]:
+    """Every region to look at, with the AMI ids builds reported there: spec.region, copies, known AMIs."""
+    regions: dict[str, list[str]] = {spec.region: []}
+    for ref in status.images:
+        regions.setdefault(ref.region, [])
+    for report in reports.values():
+        for region, image_id in parse_termination_message(report.message):
+            regions.setdefault(region, []).append(image_id)
+    return {region: sorted(set(ids)) for region, ids in sorted(regions.items())}
+
+
+def _parameters(
+    images: ImageSource, spec: PackerBuilderSpec, regions: Mapping[str, RegionImages]
+) -> dict[tuple[str, str], str | None]:
+    """The published parameters' values wherever a current AMI may be published (lifecycle decides)."""
+    if spec.publish is None:
+        return {}
+    values = {}
+    for region, found in regions.items():
+        architectures = {i.architecture for i in (*found.managed, *found.built) if i.state == "available"}
+        names = {
+            spec.publish.ssmParameter,
+            *parameter_names(spec.publish.ssmParameter, sorted(architectures)).values(),
         }
-    )
+        for name in sorted(names):
+            values[(region, name)] = images.parameter_value(region, name)
+    return values
+
+
+def gather(
+    images: ImageSource,
+    name: str,
+    spec: PackerBuilderSpec,
+    status: PackerBuilderStatus,
+    reports: Mapping[str, BuildReport],
+) -> AmiFacts:
+    """The AWS reads a decision needs (base ones cached); the first failure stops the rest (10 s budget)."""
+    tags = management_tags(name, spec)
     try:
-        managed = images.managed_images(spec.region, management_tags(name, spec))
-        built = images.images_by_id(spec.region, built_ids) if built_ids else []
+        regions = {
+            region: RegionImages(
+                tuple(images.managed_images(region, tags)),
+                tuple(images.images_by_id(region, ids)) if ids else (),
+            )
+            for region, ids in _regions(spec, status, reports).items()
+        }
         source = base_source(spec)
         base = images.base_image(spec.region, source) if source is not None else None
+        parameters = _parameters(images, spec, regions)
     except AwsError as error:
         log.warning("AWS call failed for %s: %s", name, error)
         return AmiFacts(fault=_fault(error))
-    return AmiFacts(managed=tuple(managed), base_image=base, built=tuple(built))
+    home = regions.pop(spec.region)
+    return AmiFacts(
+        managed=home.managed,
+        base_image=base,
+        built=home.built,
+        elsewhere=regions,
+        parameters=parameters,
+    )
+
+
+def _carried_out(
+    world: World,
+    decision: Decision,
+    images: ImageSource,
+    now: datetime,
+    again: Callable[[AmiFacts], Decision],
+) -> Decision:
+    """Carry out the decision's effects; a failed tagging turns the answer into the AWS fault's (`again`)."""
+    try:
+        reports = carry_out(images, decision.effects, world.meta.name)
+    except AwsError as error:
+        # Nothing is recorded as done: the same effects are due again on the next sync.
+        log.warning("tagging failed for %s: %s", world.meta.name, error)
+        return again(AmiFacts(fault=_fault(error)))
+    return with_reports(world, decision, reports, now)
 
 
 def sync(request: HookRequest, images: ImageSource, now: datetime) -> Decision:
     world = world_of(request)
     if isinstance(world.spec, SpecError):
         return decide(world, AmiFacts(), now)
-    facts = gather(images, world.meta.name, world.spec, dict(world.reports))
+    facts = gather(images, world.meta.name, world.spec, world.status, world.reports)
     decision = decide(world, facts, now)
-    try:
-        for effect in decision.effects:
-            images.tag_images(effect.region, effect.image_ids, dict(effect.tags))
-            log.info("tagged %s in %s for %s", ",".join(effect.image_ids), effect.region, world.meta.name)
-    except AwsError as error:
-        # Nothing is recorded as done: the same effects are due again on the next sync.
-        log.warning("tagging failed for %s: %s", world.meta.name, error)
-        return decide(world, AmiFacts(fault=_fault(error)), now)
-    return decision
+    return _carried_out(world, decision, images, now, lambda fault: decide(world, fault, now))
 
 
-def finalize(request: HookRequest, now: datetime) -> Decision:
-    return decide_finalize(world_of(request), now)
+def finalize(request: HookRequest, images: ImageSource, now: datetime) -> Decision:
+    """Rule 11, and a build that finished during deletion still gets its AMI tagged (and counted)."""
+    world = world_of(request)
+    if isinstance(world.spec, SpecError) or not needs_facts_to_finalize(world):
+        return decide_finalize(world, AmiFacts(), now)
+    facts = gather(images, world.meta.name, world.spec, world.status, world.reports)
+    decision = decide_finalize(world, facts, now)
+    return _carried_out(world, decision, images, now, lambda fault: decide_finalize(world, fault, now))
 
 
 def announce(

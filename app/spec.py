@@ -317,6 +317,46 @@ EXCLUSIVE_BASE_SOURCES = (
 EXCLUSIVE_BASE_SOURCES_RULE = "!(has(self.amiFilters) && size(self.amiFilters) > 0 && has(self.baseImage))"
 
 
+class Retention(_Model):
+    """What happens to a builder's older AMIs (see docs/retention.md)."""
+
+    keep: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description=(
+            "Per region and architecture, the newest N managed AMIs of this builder are kept (the current one "
+            "always counts and is never removed); older ones are deregistered and their snapshots deleted. "
+            "Unset: nothing is removed."
+        ),
+    )
+    deprecate: StrictBool = Field(
+        default=False,
+        description=(
+            "Set EC2's own deprecation time on each current AMI to its expiry (create-timestamp + "
+            "timeOuts.expiresIn), so the console and DescribeImages show it."
+        ),
+    )
+    skipInUse: StrictBool = Field(
+        default=True,
+        description=(
+            "Never deregister an AMI that a pending or running instance, or the default or latest version "
+            "of a launch template, in its region uses; the status names it instead."
+        ),
+    )
+
+
+class Publish(_Model):
+    """Where consumers find the current AMI."""
+
+    ssmParameter: SsmParameterName = Field(
+        description=(
+            "SSM parameter that holds the current AMI id (DataType aws:ec2:image) in every region the AMI "
+            "exists in; with several architectures, <ssmParameter>/<architecture> each."
+        )
+    )
+
+
 class PackerBuilderSpec(_Model):
     model_config = ConfigDict(
         json_schema_extra={
@@ -363,6 +403,21 @@ class PackerBuilderSpec(_Model):
         description="Start no new build (a running one finishes and is recorded), like CronJob.spec.suspend.",
     )
 
+    successfulJobsHistoryLimit: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="Finished successful build Jobs kept for `kubectl logs`, like CronJob's.",
+    )
+    failedJobsHistoryLimit: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Finished failed build Jobs kept for `kubectl logs`, like CronJob's.",
+    )
+    retention: Retention = Field(default_factory=Retention)
+    publish: Publish | None = Field(default=None, description="Publish the current AMI id for consumers.")
+
     @model_validator(mode="after")
     def _one_base_image_source(self) -> "PackerBuilderSpec":
         if self.amiFilters and self.baseImage is not None:
@@ -390,6 +445,14 @@ class JobStatus(StrEnum):
     failed = "failed"
 
 
+class ImageRef(_Model):
+    """One current AMI of the builder."""
+
+    region: str
+    architecture: str = ""
+    imageID: str
+
+
 class PackerBuilderStatus(_Model):
     """Everything the hook writes. Metacontroller replaces status whole, so each field is carried forward."""
 
@@ -399,6 +462,9 @@ class PackerBuilderStatus(_Model):
     command: str = ""
     conditions: list[Condition] = Field(default_factory=list)
     failedJobCount: int = 0
+    images: list[ImageRef] = Field(
+        default_factory=list, description="The current AMI per region and architecture, sorted."
+    )
     jobID: str = ""
     jobName: str = ""
     jobStatus: JobStatus | None = None

@@ -33,6 +33,11 @@ class Image:
     creation_date: datetime
     name: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    architecture: str = ""
+    snapshot_ids: tuple[str, ...] = ()
+    """The EBS snapshots behind the AMI's block device mappings, deleted after the AMI is deregistered."""
+    deprecation_time: datetime | None = None
+    """EC2's own deprecation time (EnableImageDeprecation), if set."""
 
     @property
     def created_at(self) -> datetime:

@@ -9,7 +9,8 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
 from app.base_image import BaseImageMissing
-from app.decide import Decision, TagImages, decide, decide_finalize
+from app.decide import Decision, decide, decide_finalize
+from app.effects import TagImages
 from app.facts import AmiFacts, AwsFault
 from app.hooks import HookRequest
 from app.main import _response
@@ -216,13 +217,15 @@ def test_success_tags_the_ami_and_records_it_before_letting_the_job_go() -> None
     assert retire == TagImages("us-west-2", ("ami-0old0000000000001",), (("status", "deprecated"),))
 
 
-def test_job_is_dropped_once_status_records_it_and_the_ami_is_tagged() -> None:
+def test_job_stays_as_history_once_status_records_it_and_the_ami_is_tagged() -> None:
     body, job = first_build()
     recorded, decision = succeeded_sync(body["status"], job, built_image(job))
-    tags = dict(decision.effects[0].tags)
-    tagged = built_image(job, tags)
+    tag = decision.effects[0]
+    assert isinstance(tag, TagImages)
+    tagged = built_image(job, dict(tag.tags))
     after, decision = succeeded_sync(recorded["status"], job, tagged, (tagged,))
-    assert after["children"] == []
+    # successfulJobsHistoryLimit defaults to 1: the build that made the current AMI keeps its logs.
+    assert [c["metadata"]["name"] for c in after["children"]] == [job["metadata"]["name"]]
     assert decision.effects == ()
     flight = condition(after, "FlightCheckFailed")
     assert flight["message"] == f"Latest Created AMI {BUILT} has not expired and is active"
@@ -564,12 +567,12 @@ def test_condition_time_changes_only_on_transition() -> None:
 def test_finalize_waits_for_running_builds_and_is_idempotent() -> None:
     body, job = first_build()
     world = world_of(HookRequest.model_validate(request(parent(status=body["status"]), [running(job)])))
-    waiting = decide_finalize(world, T0)
+    waiting = decide_finalize(world, AmiFacts(), T0)
     assert waiting.finalized is False
     assert [c["metadata"]["name"] for c in waiting.children] == [job["metadata"]["name"]]
-    done = world_of(HookRequest.model_validate(request(parent(status=body["status"]), [succeeded(job)])))
-    assert decide_finalize(done, T0).finalized is True
-    assert decide_finalize(done, T0) == decide_finalize(done, T0)
+    done = world_of(HookRequest.model_validate(request(parent(status=body["status"]), [failed(job)])))
+    assert decide_finalize(done, AmiFacts(), T0).finalized is True
+    assert decide_finalize(done, AmiFacts(), T0) == decide_finalize(done, AmiFacts(), T0)
 
 
 def test_every_emitted_job_is_a_valid_kubernetes_1_30_job() -> None:

@@ -1,0 +1,112 @@
+"""The one place that carries out a decision's effects in AWS, each with its own error handling and log.
+
+Tagging comes first and is all-or-nothing: when it fails the AwsError propagates and nothing later runs
+(an older AMI is never retired, published over or removed before its successor is tagged). Every later
+effect fails alone: it is reported, logged and due again on the next sync, and the others go on.
+"""
+
+import logging
+from collections.abc import Sequence
+
+from app.ec2 import AwsError, ImageSource
+from app.effects import Deprecate, Deregister, Effect, Publish, Report, Result, TagImages
+from app.tags import format_timestamp
+
+log = logging.getLogger(__name__)
+
+
+def carry_out(aws: ImageSource, effects: Sequence[Effect], builder: str) -> list[Report]:
+    """Carry out `effects` in order; raises AwsError only when tagging fails."""
+    in_use = _InUse(aws, [e for e in effects if isinstance(e, Deregister) and e.skip_in_use])
+    reports = []
+    for effect in effects:
+        if isinstance(effect, TagImages):
+            aws.tag_images(effect.region, effect.image_ids, dict(effect.tags))
+            log.info("tagged %s in %s for %s", ",".join(effect.image_ids), effect.region, builder)
+            reports.append(Report(effect, Result.done))
+        elif isinstance(effect, Deregister):
+            reports.append(_deregister(aws, effect, in_use, builder))
+        else:
+            reports.append(_attempt(aws, effect, builder))
+    return reports
+
+
+def _attempt(aws: ImageSource, effect: Deprecate | Publish, builder: str) -> Report:
+    try:
+        if isinstance(effect, Deprecate):
+            aws.enable_deprecation(effect.region, effect.image_id, effect.at)
+            log.info(
+                "deprecation time of %s in %s set to %s for %s",
+                effect.image_id,
+                effect.region,
+                format_timestamp(effect.at),
+                builder,
+            )
+        else:
+            aws.put_parameter(effect.region, effect.parameter, effect.image_id)
+            log.info(
+                "published %s to %s in %s for %s", effect.image_id, effect.parameter, effect.region, builder
+            )
+    except AwsError as error:
+        log.warning("%s for %s failed: %s", type(effect).__name__, builder, error)
+        return Report(effect, Result.failed, _detail(error))
+    return Report(effect, Result.done)
+
+
+class _InUse:
+    """Which AMIs about to be removed are used: one query per region, before anything is removed."""
+
+    def __init__(self, aws: ImageSource, removals: Sequence[Deregister]) -> None:
+        self.users: dict[tuple[str, str], str] = {}
+        self.unknown: dict[str, str] = {}
+        for region in sorted({e.region for e in removals}):
+            try:
+                found = aws.images_in_use(region, [e.image_id for e in removals if e.region == region])
+            except AwsError as error:
+                self.unknown[region] = _detail(error)
+                continue
+            self.users |= {(region, image_id): user for image_id, user in found.items()}
+
+
+def _deregister(aws: ImageSource, effect: Deregister, in_use: _InUse, builder: str) -> Report:
+    if effect.skip_in_use and effect.region in in_use.unknown:
+        # Unknown counts as used: never remove what might be running.
+        return Report(effect, Result.failed, f"could not check its use: {in_use.unknown[effect.region]}")
+    user = in_use.users.get((effect.region, effect.image_id))
+    if user is not None:
+        log.info("kept %s in %s for %s: used by %s", effect.image_id, effect.region, builder, user)
+        return Report(effect, Result.skipped, f"used by {user}")
+    try:
+        if effect.snapshot_ids:
+            aws.tag_snapshots(effect.region, effect.snapshot_ids, dict(effect.snapshot_tags))
+        aws.deregister_image(effect.region, effect.image_id)
+    except AwsError as error:
+        log.warning(
+            "could not deregister %s in %s for %s: %s", effect.image_id, effect.region, builder, error
+        )
+        return Report(effect, Result.failed, _detail(error))
+    log.info("deregistered %s in %s for %s: %s", effect.image_id, effect.region, builder, effect.reason)
+    left = []
+    for snapshot in effect.snapshot_ids:
+        try:
+            aws.delete_snapshot(effect.region, snapshot)
+        except AwsError as error:
+            log.warning(
+                "could not delete snapshot %s of %s in %s: %s",
+                snapshot,
+                effect.image_id,
+                effect.region,
+                error,
+            )
+            left.append(f"{snapshot} ({error.code})")
+            continue
+        log.info("deleted snapshot %s of %s in %s for %s", snapshot, effect.image_id, effect.region, builder)
+    if left:
+        return Report(
+            effect, Result.failed, "deregistered, but snapshots left to delete by hand: " + ", ".join(left)
+        )
+    return Report(effect, Result.done)
+
+
+def _detail(error: AwsError) -> str:
+    return f"AWS {error.code}: {error.message}"

@@ -1,0 +1,68 @@
+"""What a decision asks the shell to do in AWS, as data: the pure core computes effects, the shell carries
+them out in order (app.carry_out) and reports how each went.
+
+Order matters and is kept by the core: the new AMI is tagged active before any older one is retired,
+deprecated, unpublished or removed, and the current AMI is never among the removed.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+@dataclass(frozen=True)
+class TagImages:
+    """Set these tags on these AMIs (idempotent). A failure stops every later effect."""
+
+    region: str
+    image_ids: tuple[str, ...]
+    tags: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Deprecate:
+    """Set EC2's native deprecation time of an AMI (EnableImageDeprecation)."""
+
+    region: str
+    image_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Write the AMI id to an SSM parameter in the AMI's region (DataType aws:ec2:image)."""
+
+    region: str
+    parameter: str
+    image_id: str
+
+
+@dataclass(frozen=True)
+class Deregister:
+    """Deregister an old AMI, then delete its EBS snapshots; with `skip_in_use`, not while it is used."""
+
+    region: str
+    image_id: str
+    snapshot_ids: tuple[str, ...]
+    reason: str
+    skip_in_use: bool
+    snapshot_tags: tuple[tuple[str, str], ...]
+    """The management tags put on the snapshots first: the IAM policy deletes only tagged snapshots."""
+
+
+Effect = TagImages | Deprecate | Publish | Deregister
+
+
+class Result(StrEnum):
+    done = "done"
+    skipped = "skipped"
+    failed = "failed"
+
+
+@dataclass(frozen=True)
+class Report:
+    """How one effect went; `detail` says why it was skipped or failed (an AWS error, the instance using it)."""
+
+    effect: Effect
+    result: Result
+    detail: str = ""

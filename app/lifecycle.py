@@ -1,0 +1,232 @@
+"""What becomes of a builder's AMIs once a build has produced some: the pure half of retention and
+distribution (docs/retention.md).
+
+From the latest build's outcome and the builder's AMIs in every region it computes which AMIs are current
+(newest active one per region and architecture) and the effects that make EC2 agree: tag the new AMIs
+active, retire the ones they replace, set EC2's deprecation time, publish the current ids, remove what is
+beyond `retention.keep`. The effects come out in the only safe order: nothing older is retired, published
+over or removed before the new AMI is tagged, and a current AMI is never removed.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from app import conditions as cond
+from app.conditions import Wanted
+from app.effects import Deprecate, Deregister, Effect, Publish, Report, Result, TagImages
+from app.facts import RegionImages
+from app.outcome import Kind, Outcome, primary_order
+from app.spec import ImageRef, PackerBuilderSpec
+from app.tags import CREATE_TIMESTAMP, DEPRECATED, STATUS, Image, parse_timestamp
+
+Current = tuple[str, Image]
+"""A current AMI and its region."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    current: tuple[Current, ...]
+    """The newest active AMI per region and architecture, after the effects; sorted."""
+    effects: tuple[Effect, ...]
+    copy_failures: tuple[str, ...] = ()
+    """Reported AMIs that never appeared or failed, each naming its region."""
+
+    def images(self) -> list[ImageRef]:
+        return [ImageRef(region=r, architecture=i.architecture, imageID=i.image_id) for r, i in self.current]
+
+
+def newest(images: Iterable[Image]) -> Image | None:
+    """The newest of `images`; between AMIs of one build, x86_64 first (never the order EC2 listed them)."""
+    pool = list(images)
+    if not pool:
+        return None
+    latest = max(i.created_at for i in pool)
+    return min((i for i in pool if i.created_at == latest), key=primary_order)
+
+
+def deprecation_moment(image: Image, expires_in: timedelta) -> datetime:
+    """An AMI's expiry as EC2 stores a deprecation time: rounded to the nearest minute."""
+    moment = image.expires_at(expires_in)
+    return (moment + timedelta(seconds=30)).replace(second=0, microsecond=0)
+
+
+def parameter_names(parameter: str, architectures: Sequence[str]) -> dict[str, str]:
+    """Where each architecture's AMI is published: the name itself, or `<name>/<arch>` for several."""
+    distinct = sorted(set(architectures))
+    if len(distinct) <= 1:
+        return dict.fromkeys(distinct, parameter)
+    return {arch: f"{parameter.rstrip('/')}/{arch}" for arch in distinct}
+
+
+def _readable_timestamp(image: Image) -> datetime | None:
+    stamp = image.tags.get(CREATE_TIMESTAMP, "")
+    try:
+        return parse_timestamp(stamp) if stamp else None
+    except ValueError:
+        return None
+
+
+def plan(
+    outcome: Outcome | None,
+    wanted_tags: Mapping[str, str],
+    regions: Mapping[str, RegionImages],
+    parameters: Mapping[tuple[str, str], str | None],
+    spec: PackerBuilderSpec,
+    management: Mapping[str, str],
+    now: datetime,
+    expires_in: timedelta,
+) -> Plan:
+    """The current AMIs and the effects due in every region; `wanted_tags` are the new AMIs' tags."""
+    fresh: dict[str, list[Image]] = {}
+    for artifact in outcome.usable if outcome is not None else ():
+        if artifact.image is not None:
+            fresh.setdefault(artifact.region, []).append(artifact.image)
+
+    tagging: list[Effect] = []
+    retiring: list[Effect] = []
+    views: dict[str, list[Image]] = {}
+    for region in sorted(set(regions) | set(fresh)):
+        managed = {i.image_id: i for i in regions.get(region, RegionImages()).managed}
+        new = sorted(fresh.get(region, []), key=lambda i: i.image_id)
+        untagged = [i.image_id for i in new if any(i.tags.get(k) != v for k, v in wanted_tags.items())]
+        if untagged:
+            tagging.append(TagImages(region, tuple(untagged), tuple(sorted(wanted_tags.items()))))
+        for image in new:
+            managed[image.image_id] = replace(image, tags={**image.tags, **wanted_tags})
+        if new:
+            new_ids = {i.image_id for i in new}
+            stale = sorted(i for i, image in managed.items() if image.is_active and i not in new_ids)
+            if stale:
+                retiring.append(TagImages(region, tuple(stale), ((STATUS, DEPRECATED),)))
+            for image_id in stale:
+                managed[image_id] = replace(
+                    managed[image_id], tags={**managed[image_id].tags, STATUS: DEPRECATED}
+                )
+        views[region] = sorted(managed.values(), key=lambda i: i.image_id)
+
+    current: list[Current] = []
+    for region, view in views.items():
+        by_arch: dict[str, list[Image]] = {}
+        for image in view:
+            if image.is_active:
+                by_arch.setdefault(image.architecture, []).append(image)
+        for arch in sorted(by_arch):
+            chosen = newest(by_arch[arch])
+            if chosen is not None:
+                current.append((region, chosen))
+
+    effects: list[Effect] = [*tagging, *retiring]
+    effects += _deprecations(current, spec, now, expires_in)
+    effects += _publications(current, parameters, spec)
+    effects += _removals(views, current, spec, management)
+    failures = tuple(
+        f"{a.image_id} in {a.region}: {a.reason}"
+        for a in (outcome.artifacts if outcome is not None and outcome.kind is Kind.built else ())
+        if a.kind is Kind.failed
+    )
+    return Plan(tuple(current), tuple(effects), failures)
+
+
+def _deprecations(
+    current: Sequence[Current], spec: PackerBuilderSpec, now: datetime, expires_in: timedelta
+) -> list[Effect]:
+    if not spec.retention.deprecate:
+        return []
+    effects: list[Effect] = []
+    for region, image in current:
+        at = deprecation_moment(image, expires_in)
+        # EC2 refuses a deprecation time in the past; an expired AMI is replaced soon anyway.
+        if at > now and image.deprecation_time != at:
+            effects.append(Deprecate(region, image.image_id, at))
+    return effects
+
+
+def _publications(
+    current: Sequence[Current], parameters: Mapping[tuple[str, str], str | None], spec: PackerBuilderSpec
+) -> list[Effect]:
+    if spec.publish is None:
+        return []
+    effects: list[Effect] = []
+    for region in sorted({r for r, _ in current}):
+        here = [image for r, image in current if r == region]
+        names = parameter_names(spec.publish.ssmParameter, [i.architecture for i in here])
+        for image in here:
+            name = names[image.architecture]
+            if parameters.get((region, name)) != image.image_id:
+                effects.append(Publish(region, name, image.image_id))
+    return effects
+
+
+def _removals(
+    views: Mapping[str, Sequence[Image]],
+    current: Sequence[Current],
+    spec: PackerBuilderSpec,
+    management: Mapping[str, str],
+) -> list[Effect]:
+    keep = spec.retention.keep
+    if keep is None:
+        return []
+    protected = {(r, i.image_id) for r, i in current}
+    effects: list[Effect] = []
+    for region, view in views.items():
+        by_arch: dict[str, list[tuple[datetime, Image]]] = {}
+        for image in view:
+            stamp = _readable_timestamp(image)
+            if stamp is not None and image.state != "pending":
+                by_arch.setdefault(image.architecture, []).append((stamp, image))
+        for arch, dated in sorted(by_arch.items()):
+            ranked = sorted(dated, key=lambda d: (d[0], d[1].image_id), reverse=True)
+            for stamp, image in ranked[keep:]:
+                if (region, image.image_id) in protected:
+                    continue
+                effects.append(
+                    Deregister(
+                        region,
+                        image.image_id,
+                        image.snapshot_ids,
+                        f"older than the newest {keep} {arch or 'unknown-architecture'} AMIs "
+                        f"(created {stamp:%Y-%m-%dT%H:%M:%SZ})",
+                        spec.retention.skipInUse,
+                        tuple(sorted(management.items())),
+                    )
+                )
+    return effects
+
+
+def report_conditions(reports: Sequence[Report]) -> list[Wanted]:
+    """Conditions for the effects that did not happen; each clears once a later sync carries it out."""
+    wanted = []
+    groups: dict[str, list[str]] = {}
+    for report in reports:
+        effect = report.effect
+        if report.result is Result.skipped and isinstance(effect, Deregister):
+            groups.setdefault(cond.RETENTION_SKIPPED, []).append(
+                f"{effect.image_id} in {effect.region} ({report.detail})"
+            )
+        elif report.result is Result.failed:
+            kind = {
+                Deprecate: cond.DEPRECATION_NOT_SET,
+                Publish: cond.PUBLISH_FAILED,
+                Deregister: cond.RETENTION_FAILED,
+            }.get(type(effect))
+            if kind is not None:
+                groups.setdefault(kind, []).append(f"{_subject(effect)}: {report.detail}")
+    leads = {
+        cond.RETENTION_SKIPPED: "Kept because in use",
+        cond.DEPRECATION_NOT_SET: "Could not set EC2's deprecation time of",
+        cond.PUBLISH_FAILED: "Could not publish",
+        cond.RETENTION_FAILED: "Could not remove",
+    }
+    reasons = {cond.RETENTION_SKIPPED: "InUse"}
+    for kind, items in sorted(groups.items()):
+        wanted.append(cond.true(kind, f"{leads[kind]} " + "; ".join(items), reason=reasons.get(kind)))
+    return wanted
+
+
+def _subject(effect: Effect) -> str:
+    if isinstance(effect, Publish):
+        return f"{effect.image_id} to {effect.parameter} in {effect.region}"
+    if isinstance(effect, TagImages):
+        return f"{', '.join(effect.image_ids)} in {effect.region}"
+    return f"{effect.image_id} in {effect.region}"
