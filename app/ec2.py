@@ -61,6 +61,14 @@ _URL_USERINFO = re.compile(r"//[^/@\s\"]+@")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A parameter value is quoted in a condition; anything longer is not an AMI id anyway.
 _SHOWN_VALUE = 40
+_MISSING_PARAMETER = frozenset({"ParameterNotFound", "ParameterVersionNotFound"})
+# What DeregisterImage / DeleteSnapshot answer when an earlier attempt (ours or anyone's) already removed it.
+_GONE_IMAGE = frozenset({"InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"})
+_GONE_SNAPSHOT = frozenset({"InvalidSnapshot.NotFound"})
+# Instances in these states run the AMI now; a stopped one starts again from its own volumes, not the AMI.
+_RUNNING_STATES = ["pending", "running"]
+# Without a template id these select the latest and default versions of every launch template in the region.
+_CURRENT_VERSIONS = ["$Latest", "$Default"]
 
 
 class AwsError(Exception):
@@ -83,6 +91,20 @@ class ImageSource(Protocol):
     def images_by_id(self, region: str, image_ids: Sequence[str]) -> list[Image]: ...
 
     def tag_images(self, region: str, image_ids: Sequence[str], tags: Mapping[str, str]) -> None: ...
+
+    def parameter_value(self, region: str, name: str) -> str | None: ...
+
+    def enable_deprecation(self, region: str, image_id: str, at: datetime) -> None: ...
+
+    def images_in_use(self, region: str, image_ids: Sequence[str]) -> dict[str, str]: ...
+
+    def tag_snapshots(self, region: str, snapshot_ids: Sequence[str], tags: Mapping[str, str]) -> None: ...
+
+    def deregister_image(self, region: str, image_id: str) -> None: ...
+
+    def delete_snapshot(self, region: str, snapshot_id: str) -> None: ...
+
+    def put_parameter(self, region: str, name: str, image_id: str) -> None: ...
 
 
 class Ec2:
@@ -153,7 +175,8 @@ class Ec2:
             if value and not _FILTER_PATTERN_CHARS & set(value)
         ]
         with _translated("DescribeImages", region):
-            images = self._describe(region, Owners=["self"], Filters=server_side)
+            # Owners see their deprecated AMIs anyway; asked explicitly since retention deprecates them.
+            images = self._describe(region, Owners=["self"], Filters=server_side, IncludeDeprecated=True)
         # EC2 filters narrow the query; exact equality (empty values, literal `*`) is checked here.
         mine = [image for image in images if all(image.tags.get(k) == v for k, v in tags.items())]
         return sorted(mine, key=lambda image: (image.created_at, image.image_id), reverse=True)
@@ -176,13 +199,125 @@ class Ec2:
 
     def tag_images(self, region: str, image_ids: Sequence[str], tags: Mapping[str, str]) -> None:
         """Set `tags` on the AMIs; repeating the call changes nothing."""
-        if not image_ids or not tags:
+        self._create_tags(region, image_ids, tags)
+
+    def tag_snapshots(self, region: str, snapshot_ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        """Set `tags` on the snapshots behind our AMIs, so they can be told apart from anyone else's."""
+        self._create_tags(region, snapshot_ids, tags)
+
+    def parameter_value(self, region: str, name: str) -> str | None:
+        """The SSM parameter's value as stored, or None when there is no such parameter (or version)."""
+        try:
+            with _translated("GetParameter", region, service="SSM"):
+                answer = self._ssm(region).get_parameter(Name=name)
+        except AwsError as error:
+            if error.code in _MISSING_PARAMETER:
+                return None
+            raise
+        return answer.get("Parameter", {}).get("Value", "")
+
+    def put_parameter(self, region: str, name: str, image_id: str) -> None:
+        """Publish `image_id` under `name`, replacing the value.
+
+        The aws:ec2:image data type makes SSM check that the AMI exists and lets launch templates read
+        the parameter (`resolve:ssm:`) in place of an AMI id.
+        """
+        with _translated("PutParameter", region, service="SSM"):
+            self._ssm(region).put_parameter(
+                Name=name, Value=image_id, Type="String", DataType="aws:ec2:image", Overwrite=True
+            )
+
+    def enable_deprecation(self, region: str, image_id: str, at: datetime) -> None:
+        """Have EC2 itself deprecate the AMI at `at`, so consoles and DescribeImages users see it is old."""
+        with _translated("EnableImageDeprecation", region):
+            self._client(region).enable_image_deprecation(ImageId=image_id, DeprecateAt=at)
+
+    def images_in_use(self, region: str, image_ids: Sequence[str]) -> dict[str, str]:
+        """Which of the AMIs something may still launch from, each with the first reason found.
+
+        An instance running (or starting) from the AMI, or the latest or default version of a launch
+        template naming it: deregistering such an AMI breaks the next scale-up.
+        """
+        wanted = set(image_ids)
+        if not wanted:
+            return {}
+        reasons: dict[str, str] = {}
+        for image_id, instance_id in sorted(self._running_instances(region, sorted(wanted))):
+            reasons.setdefault(image_id, f"instance {instance_id}")
+        remaining = sorted(wanted - reasons.keys())
+        if remaining:
+            for image_id, template in sorted(self._current_templates(region, remaining)):
+                reasons.setdefault(image_id, template)
+        return reasons
+
+    def deregister_image(self, region: str, image_id: str) -> None:
+        """Deregister the AMI; one that is already gone counts as deregistered, so a retry is harmless."""
+        try:
+            with _translated("DeregisterImage", region):
+                self._client(region).deregister_image(ImageId=image_id)
+        except AwsError as error:
+            if error.code not in _GONE_IMAGE:
+                raise
+
+    def delete_snapshot(self, region: str, snapshot_id: str) -> None:
+        """Delete the snapshot; one that is already gone counts as deleted, so a retry is harmless."""
+        try:
+            with _translated("DeleteSnapshot", region):
+                self._client(region).delete_snapshot(SnapshotId=snapshot_id)
+        except AwsError as error:
+            if error.code not in _GONE_SNAPSHOT:
+                raise
+
+    def _create_tags(self, region: str, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        if not resource_ids or not tags:
             return
         with _translated("CreateTags", region):
             self._client(region).create_tags(
-                Resources=list(image_ids),
+                Resources=list(resource_ids),
                 Tags=[{"Key": key, "Value": value} for key, value in sorted(tags.items())],
             )
+
+    def _running_instances(self, region: str, image_ids: list[str]) -> list[tuple[str, str]]:
+        """(AMI id, instance id) of the pending or running instances launched from the AMIs."""
+        with _translated("DescribeInstances", region):
+            paginator = self._client(region).get_paginator("describe_instances")
+            pages = paginator.paginate(
+                Filters=[
+                    {"Name": "image-id", "Values": image_ids},
+                    {"Name": "instance-state-name", "Values": _RUNNING_STATES},
+                ]
+            )
+            instances = [
+                instance
+                for page in pages
+                for reservation in page.get("Reservations", [])
+                for instance in reservation.get("Instances", [])
+            ]
+        # EC2 filters narrow the query; the match is checked here too, as for every filtered listing.
+        return [
+            (instance["ImageId"], instance["InstanceId"])
+            for instance in instances
+            if instance.get("ImageId") in image_ids
+        ]
+
+    def _current_templates(self, region: str, image_ids: list[str]) -> list[tuple[str, str]]:
+        """(AMI id, description) of the latest and default launch template versions naming the AMIs."""
+        with _translated("DescribeLaunchTemplateVersions", region):
+            paginator = self._client(region).get_paginator("describe_launch_template_versions")
+            pages = paginator.paginate(
+                Versions=_CURRENT_VERSIONS, Filters=[{"Name": "image-id", "Values": image_ids}]
+            )
+            versions = [version for page in pages for version in page.get("LaunchTemplateVersions", [])]
+        # EC2 filters narrow the query; the match is checked here too (moto, for one, ignores this filter).
+        return [
+            (
+                version["LaunchTemplateData"]["ImageId"],
+                f"launch template {version['LaunchTemplateId']} ({version['LaunchTemplateName']})"
+                f" version {version['VersionNumber']}",
+            )
+            for version in versions
+            if version.get("LaunchTemplateData", {}).get("ImageId") in image_ids
+        ]
 
     def _resolve(self, region: str, source: BaseSource) -> BaseLookup:
         if isinstance(source, FilterSource):
@@ -202,14 +337,10 @@ class Ec2:
         return max(images, key=lambda image: (image.creation_date, image.name, image.image_id))
 
     def _from_parameter(self, region: str, source: ParameterSource) -> BaseLookup:
-        try:
-            with _translated("GetParameter", region, service="SSM"):
-                answer = self._ssm(region).get_parameter(Name=source.name)
-        except AwsError as error:
-            if error.code in ("ParameterNotFound", "ParameterVersionNotFound"):
-                return BaseImageMissing(f"{source.describe()} does not exist in {region}")
-            raise
-        value = answer.get("Parameter", {}).get("Value", "").strip()
+        stored = self.parameter_value(region, source.name)
+        if stored is None:
+            return BaseImageMissing(f"{source.describe()} does not exist in {region}")
+        value = stored.strip()
         if not AMI_ID.fullmatch(value):
             shown = value[:_SHOWN_VALUE] + ("..." if len(value) > _SHOWN_VALUE else "")
             return BaseImageMissing(f"{source.describe()} holds {shown!r}, which is not an AMI id")
@@ -231,7 +362,24 @@ def to_image(raw: ImageTypeDef) -> Image:
         creation_date=parse_timestamp(created) if created else _EPOCH,
         name=raw.get("Name", ""),
         tags={tag["Key"]: tag.get("Value", "") for tag in raw.get("Tags", [])},
+        architecture=raw.get("Architecture", ""),
+        snapshot_ids=tuple(
+            mapping["Ebs"]["SnapshotId"]
+            for mapping in raw.get("BlockDeviceMappings", [])
+            if mapping.get("Ebs", {}).get("SnapshotId")
+        ),
+        deprecation_time=_deprecation_time(raw.get("DeprecationTime")),
     )
+
+
+def _deprecation_time(text: str | None) -> datetime | None:
+    """EC2's deprecation time, or None: a value we cannot read must not fail the whole listing."""
+    if not text:
+        return None
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        return None
 
 
 @contextmanager

@@ -116,3 +116,11 @@ def ec2_error(status: int, code: str) -> AWSResponse:
         f"<Response><Errors><Error><Code>{code}</Code><Message>{code} happened</Message></Error></Errors>"
         "<RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>",
     )
+
+
+def json_error(status: int, code: str) -> AWSResponse:
+    """An error as the JSON-protocol services (SSM) send it."""
+    headers = HTTPHeaders()
+    headers["Content-Type"] = "application/x-amz-json-1.1"
+    body = json.dumps({"__type": code, "message": f"{code} happened"})
+    return AWSResponse("https://ssm.invalid/", status, headers, _Body(body.encode()))

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -41,6 +42,27 @@ class NoAmis:
 
     def tag_images(self, region: str, image_ids: Sequence[str], tags: Mapping[str, str]) -> None:
         raise AssertionError("nothing is built, nothing is tagged")
+
+    def tag_snapshots(self, region: str, snapshot_ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        raise AssertionError("nothing is built, nothing is tagged")
+
+    def parameter_value(self, region: str, name: str) -> str | None:
+        return None
+
+    def put_parameter(self, region: str, name: str, image_id: str) -> None:
+        raise AssertionError("nothing is built, nothing is published")
+
+    def enable_deprecation(self, region: str, image_id: str, at: datetime) -> None:
+        raise AssertionError("nothing is built, nothing is deprecated")
+
+    def images_in_use(self, region: str, image_ids: Sequence[str]) -> dict[str, str]:
+        return {}
+
+    def deregister_image(self, region: str, image_id: str) -> None:
+        raise AssertionError("nothing is built, nothing is deregistered")
+
+    def delete_snapshot(self, region: str, snapshot_id: str) -> None:
+        raise AssertionError("nothing is built, nothing is deleted")
 
 
 @dataclass
