@@ -136,7 +136,8 @@ def decide_finalize(world: World, facts: AmiFacts, now: datetime) -> Decision:
         elif facts.fault is None:
             outcome = reconcile.settle()
             if outcome is not None and outcome.kind is Kind.waiting:
-                wait = f"Waiting to record build {finished.name}: {outcome.reason}"
+                if patient:
+                    wait = f"Waiting to record build {finished.name}: {outcome.reason}"
             else:
                 effects = reconcile.plan.effects
                 status = status.model_copy(update={"images": reconcile.plan.images()})

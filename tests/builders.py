@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.build import LABEL_BUILD_ID, PACKER_CONTAINER
+from app.decide import Decision
+from app.effects import TagImages
 from app.spec import PackerBuilderSpec, parse_spec
 from app.tags import Image, format_timestamp, management_tags
 from tests.seed import SEED_SPEC
@@ -228,3 +230,8 @@ def fail_each_build(
         jobs.append(failed(job, now - timedelta(hours=3), now - timedelta(hours=2)))
         answer = resync(answer["status"], jobs)
     return answer, jobs
+
+
+def tagging(decision: Decision) -> list[TagImages]:
+    """The tagging effects of a decision, in order."""
+    return [effect for effect in decision.effects if isinstance(effect, TagImages)]

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from app.children import as_desired
 from app.ec2 import Ec2
 from app.main import create_app
 from app.settings import Settings
@@ -65,7 +66,8 @@ def test_new_build_success_adoption_of_its_own_ami_and_expiry(hook: str, ec2_env
     assert tags["base-ami"] == NEWEST_EKS_130_X86
 
     settled = sync(hook, request(parent(status=recorded["status"]), [done], [pod]))
-    assert settled["children"] == []
+    # successfulJobsHistoryLimit 1: the build that made the current AMI stays for `kubectl logs`.
+    assert settled["children"] == [as_desired(done)]
     quiet = sync(hook, request(parent(status=settled["status"])))
     assert quiet["children"] == []
     assert any(

@@ -29,6 +29,7 @@ from tests.builders import (
     request,
     running,
     succeeded,
+    tagging,
 )
 from tests.seed import SEED_SPEC
 
@@ -200,7 +201,7 @@ def test_success_tags_the_ami_and_records_it_before_letting_the_job_go() -> None
     assert status["lastRunBuiltImageID"] == BUILT
     assert status["lastRunBaseImageID"] == BASE.image_id
     assert [c["metadata"]["name"] for c in after["children"]] == [job["metadata"]["name"]]  # rule 7
-    tag, retire = decision.effects
+    tag, retire = tagging(decision)
     tags = dict(tag.tags)
     assert tag.image_ids == (BUILT,)
     assert tag.region == "us-west-2"
@@ -248,13 +249,13 @@ def test_tagging_is_retried_while_the_job_is_kept() -> None:
     # The tag call failed last time: status says completed, EC2 shows no tags.
     again, decision = succeeded_sync(recorded["status"], job, built_image(job))
     assert len(again["children"]) == 1
-    assert decision.effects[0].image_ids == (BUILT,)
+    assert tagging(decision)[0].image_ids == (BUILT,)
 
 
 def test_finished_job_deleted_by_someone_else_is_not_recreated() -> None:
     body, job = first_build()
     recorded, decision = succeeded_sync(body["status"], job, built_image(job))
-    tagged = built_image(job, dict(decision.effects[0].tags))
+    tagged = built_image(job, dict(tagging(decision)[0].tags))
     after, _ = sync(
         request(parent(status=recorded["status"])),
         AmiFacts(managed=(tagged,), base_image=BASE),
@@ -290,7 +291,7 @@ def test_controller_timer_bounds_resync() -> None:
 def test_expired_ami_triggers_a_new_build_with_a_new_name() -> None:
     body, job = first_build()
     recorded, decision = succeeded_sync(body["status"], job, built_image(job))
-    tags = dict(decision.effects[0].tags)
+    tags = dict(tagging(decision)[0].tags)
     tagged = Image(BUILT, "available", T0, "opsy-built", tags)
     much_later = T0 + timedelta(hours=49)
     after, _ = sync(

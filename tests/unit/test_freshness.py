@@ -24,6 +24,7 @@ from tests.builders import (
     request,
     running,
     succeeded,
+    tagging,
 )
 from tests.seed import SEED_SPEC
 
@@ -210,7 +211,7 @@ def test_the_rebuilt_ami_becomes_current_and_the_old_one_is_deprecated() -> None
         AmiFacts(managed=(current_ami(),), base_image=newer_base(), built=(image,)),
         now=T0 + timedelta(minutes=30),
     )
-    tag, retire = decision.effects
+    tag, retire = tagging(decision)
     assert dict(tag.tags)["base-ami"] == NEW_BASE
     assert retire.image_ids == (CURRENT,)
     assert after["status"]["lastRunBuiltImageID"] == BUILT
@@ -336,7 +337,7 @@ def test_a_suspended_builder_keeps_its_running_job_and_tags_what_it_built() -> N
         AmiFacts(built=(image,)),
         now=T0 + timedelta(minutes=30),
     )
-    assert [effect.image_ids for effect in decision.effects] == [(BUILT,)]
+    assert [effect.image_ids for effect in tagging(decision)] == [(BUILT,)]
     assert after["status"]["lastRunBuiltImageID"] == BUILT
     assert conditions(after)["Ready"]["status"] == "True"
 
@@ -412,7 +413,7 @@ def test_the_reported_commit_is_tagged_and_recorded(message: str, commit: str) -
         AmiFacts(base_image=base_image(), built=(image,)),
         now=T0 + timedelta(minutes=30),
     )
-    tags = dict(decision.effects[0].tags)
+    tags = dict(tagging(decision)[0].tags)
     assert after["status"]["lastRunBuiltImageID"] == BUILT
     if commit:
         assert tags["packer-repo-commit"] == commit

@@ -1,0 +1,406 @@
+"""Retention and distribution, pure: what a sync decides about a builder's AMIs in every region.
+
+Driven through `decide` with the hook's own request shapes, so each row reads as "the builder, these AMIs in
+EC2, this build just finished -> these effects, this status".
+"""
+
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from app.decide import Decision, decide, decide_finalize, with_reports
+from app.effects import Deprecate, Deregister, Publish, Report, Result, TagImages
+from app.facts import AmiFacts, RegionImages
+from app.hooks import HookRequest
+from app.lifecycle import deprecation_moment, parameter_names
+from app.main import _response
+from app.reconcile import world_of
+from app.tags import Image
+from tests.builders import (
+    NAME,
+    T0,
+    base_image,
+    build_id_of,
+    build_pod,
+    managed_image,
+    parent,
+    request,
+    succeeded,
+)
+from tests.seed import SEED_SPEC
+
+HOME = "us-west-2"
+COPY = "eu-west-1"
+BASE = base_image()
+FINISHED = T0 + timedelta(minutes=25)
+NOW = T0 + timedelta(minutes=30)
+PARAMETER = "/platform/ami/eks-al2023"
+X86 = "ami-0aaa0000000000001"
+ARM = "ami-0bbb0000000000002"
+EU = "ami-0ccc0000000000003"
+
+
+def spec(**fields: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(SEED_SPEC)
+    raw.update(fields)
+    return raw
+
+
+def first_job(raw_spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    decision = decide(
+        world_of(HookRequest.model_validate(request(parent(raw_spec)))), AmiFacts(base_image=BASE), T0
+    )
+    body = json.loads(json.dumps(_response(decision)))
+    return body["status"], body["children"][0]
+
+
+def fresh(image_id: str, arch: str = "x86_64", snapshots: tuple[str, ...] = ()) -> Image:
+    return Image(image_id, "available", T0 + timedelta(minutes=20), "opsy-built", {}, arch, snapshots)
+
+
+def older(image_id: str, days: int, status: str = "deprecated", arch: str = "x86_64", **kw: Any) -> Image:
+    image = managed_image(image_id, T0 - timedelta(days=days), status=status, **kw)
+    return replace(image, architecture=arch, snapshot_ids=(f"snap-{image_id[4:]}",))
+
+
+def finished_sync(
+    raw_spec: dict[str, Any],
+    message: str,
+    built: Mapping[str, tuple[Image, ...]],
+    managed: Mapping[str, tuple[Image, ...]] | None = None,
+    parameters: dict[tuple[str, str], str | None] | None = None,
+    now: datetime = NOW,
+) -> Decision:
+    """The sync that sees the first build of `raw_spec` finished with this termination message."""
+    status, job = first_job(raw_spec)
+    done = succeeded(job, finished=FINISHED)
+    req = request(parent(raw_spec, status=status), [done], [build_pod(done, message)])
+    managed = managed or {}
+    regions = {r: RegionImages(managed.get(r, ()), built.get(r, ())) for r in {*built, *managed} if r != HOME}
+    facts = AmiFacts(
+        managed=managed.get(HOME, ()),
+        base_image=BASE,
+        built=built.get(HOME, ()),
+        elsewhere=regions,
+        parameters=parameters or {},
+    )
+    return decide(world_of(HookRequest.model_validate(req)), facts, now)
+
+
+def of(kind: type, decision: Decision) -> list[Any]:
+    return [e for e in decision.effects if isinstance(e, kind)]
+
+
+def images(decision: Decision) -> list[tuple[str, str, str]]:
+    return [(i.region, i.architecture, i.imageID) for i in decision.status.images]
+
+
+# -- every artifact, every region, any order -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message", [f"{HOME}:{X86},{HOME}:{ARM}", f"{HOME}:{ARM},{HOME}:{X86}"])
+def test_two_architectures_are_both_tagged_active_whatever_the_message_order(message: str) -> None:
+    decision = finished_sync(spec(), message, {HOME: (fresh(ARM, "arm64"), fresh(X86))})
+
+    (tag,) = of(TagImages, decision)
+    assert tag.image_ids == (X86, ARM)
+    assert dict(tag.tags)["status"] == "active"
+    assert images(decision) == [(HOME, "arm64", ARM), (HOME, "x86_64", X86)]
+    assert decision.status.lastRunBuiltImageID == X86  # x86_64 speaks for the builder, never the order
+
+
+def test_a_copy_in_another_region_is_tagged_there_and_retires_the_old_one_there_only() -> None:
+    old_eu = older("ami-0eee0000000000009", 3, status="active")
+    old_home = older("ami-0ddd0000000000008", 3, status="active")
+    decision = finished_sync(
+        spec(),
+        f"{COPY}:{EU},{HOME}:{X86}",
+        {HOME: (fresh(X86),), COPY: (fresh(EU),)},
+        managed={HOME: (old_home,), COPY: (old_eu,)},
+    )
+
+    tags = {(e.region, e.image_ids, dict(e.tags)["status"]) for e in of(TagImages, decision)}
+    assert tags == {
+        (COPY, (EU,), "active"),
+        (HOME, (X86,), "active"),
+        (COPY, (old_eu.image_id,), "deprecated"),
+        (HOME, (old_home.image_id,), "deprecated"),
+    }
+    # Every new AMI is tagged before any old one is retired.
+    kinds = [dict(e.tags)["status"] for e in of(TagImages, decision)]
+    assert kinds == ["active", "active", "deprecated", "deprecated"]
+    assert images(decision) == [(COPY, "x86_64", EU), (HOME, "x86_64", X86)]
+    assert decision.status.lastRunBuiltImageID == X86
+
+
+@pytest.mark.parametrize(
+    ("copy", "overdue", "condition"),
+    [
+        (None, False, False),  # not visible yet: wait quietly, the Job stays
+        (None, True, True),  # never appeared
+        (replace(fresh(EU), state="failed"), False, True),
+    ],
+)
+def test_a_missing_or_failed_copy_is_a_condition_and_never_undoes_the_home_ami(
+    copy: Image | None, overdue: bool, condition: bool
+) -> None:
+    now = FINISHED + timedelta(hours=1) if overdue else NOW
+    built = {HOME: (fresh(X86),), COPY: (copy,) if copy else ()}
+    decision = finished_sync(spec(), f"{HOME}:{X86},{COPY}:{EU}", built, now=now)
+
+    assert decision.status.state == "AMICreated"
+    assert of(TagImages, decision)[0].image_ids == (X86,)
+    found = [c for c in decision.status.conditions if c.type == "ImageCopyFailed"]
+    assert bool(found) is condition
+    if condition:
+        assert EU in found[0].message
+        assert COPY in found[0].message
+    else:
+        assert len(decision.children) == 1  # kept until the copy is tagged
+
+
+def test_without_retention_fields_nothing_but_tags_happens() -> None:
+    decision = finished_sync(spec(), f"{HOME}:{X86}", {HOME: (fresh(X86),)}, {HOME: (older("ami-0old", 9),)})
+    assert all(isinstance(e, TagImages) for e in decision.effects)
+
+
+# -- native deprecation -----------------------------------------------------------------------------------
+
+
+def test_deprecation_time_is_each_current_amis_expiry() -> None:
+    raw = spec(retention={"deprecate": True})
+    decision = finished_sync(raw, f"{HOME}:{X86},{COPY}:{EU}", {HOME: (fresh(X86),), COPY: (fresh(EU),)})
+
+    expiry = FINISHED + timedelta(hours=48)  # create-timestamp (the Job's completion) + expiresIn
+    assert of(Deprecate, decision) == [Deprecate(COPY, EU, expiry), Deprecate(HOME, X86, expiry)]
+    # Tagging comes first: a deprecation time is never set on an AMI that is not yet ours.
+    assert isinstance(decision.effects[0], TagImages)
+
+
+@pytest.mark.parametrize(
+    ("deprecation", "expected"),
+    [
+        (None, True),
+        (FINISHED + timedelta(hours=48), False),
+        (FINISHED + timedelta(hours=48, seconds=20), False),  # EC2 keeps minutes
+        (FINISHED + timedelta(hours=24), True),
+    ],
+)
+def test_deprecation_is_set_only_when_ec2_shows_another_time(
+    deprecation: datetime | None, expected: bool
+) -> None:
+    current = replace(
+        older(X86, 0, status="active", extra={"create-timestamp": "2026-11-20T12:25:00Z"}),
+        deprecation_time=deprecation.replace(second=0) if deprecation else None,
+    )
+    req = request(parent(spec(retention={"deprecate": True})))
+    decision = decide(
+        world_of(HookRequest.model_validate(req)), AmiFacts(managed=(current,), base_image=BASE), NOW
+    )
+    assert bool(of(Deprecate, decision)) is expected
+
+
+def test_deprecation_moment_rounds_to_the_nearest_minute() -> None:
+    image = managed_image(X86, T0, extra={"create-timestamp": "2026-11-20T12:00:31Z"})
+    assert deprecation_moment(image, timedelta(hours=1)) == T0.replace(hour=13, minute=1)
+
+
+# -- publishing -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "published"), [(None, True), ("ami-0123456789abcdef0", True), (X86, False)]
+)
+def test_the_parameter_is_written_only_when_it_holds_another_id(value: str | None, published: bool) -> None:
+    raw = spec(publish={"ssmParameter": PARAMETER})
+    decision = finished_sync(
+        raw, f"{HOME}:{X86}", {HOME: (fresh(X86),)}, parameters={(HOME, PARAMETER): value}
+    )
+    assert of(Publish, decision) == ([Publish(HOME, PARAMETER, X86)] if published else [])
+    assert decision.effects.index(of(TagImages, decision)[0]) == 0
+
+
+def test_several_architectures_are_published_per_architecture_in_every_region() -> None:
+    raw = spec(publish={"ssmParameter": PARAMETER})
+    decision = finished_sync(
+        raw,
+        f"{HOME}:{X86},{HOME}:{ARM},{COPY}:{EU}",
+        {HOME: (fresh(X86), fresh(ARM, "arm64")), COPY: (fresh(EU),)},
+    )
+    assert of(Publish, decision) == [
+        Publish(COPY, PARAMETER, EU),
+        Publish(HOME, f"{PARAMETER}/arm64", ARM),
+        Publish(HOME, f"{PARAMETER}/x86_64", X86),
+    ]
+
+
+def test_parameter_names() -> None:
+    assert parameter_names("/p/x", ["x86_64"]) == {"x86_64": "/p/x"}
+    assert parameter_names("/p/x", ["x86_64", "arm64", "x86_64"]) == {
+        "arm64": "/p/x/arm64",
+        "x86_64": "/p/x/x86_64",
+    }
+
+
+# -- keep N -----------------------------------------------------------------------------------------------
+
+
+def test_keep_two_deregisters_all_but_the_new_ami_and_the_newest_older_one() -> None:
+    olds = tuple(older(f"ami-0old000000000000{n}", n) for n in range(1, 6))
+    raw = spec(retention={"keep": 2})
+    decision = finished_sync(raw, f"{HOME}:{X86}", {HOME: (fresh(X86),)}, {HOME: olds})
+
+    removed = of(Deregister, decision)
+    assert [d.image_id for d in removed] == [o.image_id for o in olds[1:]]
+    assert all(d.region == HOME and d.skip_in_use for d in removed)
+    assert removed[0].snapshot_ids == ("snap-0old0000000000002",)
+    assert dict(removed[0].snapshot_tags)["created-by"] == NAME
+    assert "newest 2" in removed[0].reason
+    # Removal comes last: after the new AMI is tagged and the old ones retired.
+    assert decision.effects[-len(removed) :] == tuple(removed)
+
+
+def test_keep_counts_per_architecture_and_never_removes_a_current_ami() -> None:
+    # An adopted, still-current arm64 AMI older than every x86_64 one stays, though it is beyond "keep 1".
+    arm = older("ami-0arm0000000000001", 9, status="active", arch="arm64")
+    arm_old = older("ami-0arm0000000000002", 10, arch="arm64")
+    x86_old = older("ami-0x860000000000001", 1)
+    raw = spec(retention={"keep": 1, "skipInUse": False})
+    decision = finished_sync(raw, f"{HOME}:{X86}", {HOME: (fresh(X86),)}, {HOME: (arm, arm_old, x86_old)})
+
+    assert sorted(d.image_id for d in of(Deregister, decision)) == [arm_old.image_id, x86_old.image_id]
+    assert not any(d.skip_in_use for d in of(Deregister, decision))
+
+
+def test_an_ami_without_a_readable_create_timestamp_is_left_alone_and_not_counted() -> None:
+    unreadable = older("ami-0bad0000000000001", 40, extra={"create-timestamp": "yesterday"})
+    olds = (older("ami-0old0000000000001", 1), older("ami-0old0000000000002", 2))
+    decision = finished_sync(
+        spec(retention={"keep": 2}), f"{HOME}:{X86}", {HOME: (fresh(X86),)}, {HOME: (unreadable, *olds)}
+    )
+    assert [d.image_id for d in of(Deregister, decision)] == ["ami-0old0000000000002"]
+
+
+def test_retention_runs_in_every_region_the_status_knows() -> None:
+    eu_olds = (older("ami-0eu00000000000001", 1), older("ami-0eu00000000000002", 2))
+    decision = finished_sync(
+        spec(retention={"keep": 1}),
+        f"{HOME}:{X86},{COPY}:{EU}",
+        {HOME: (fresh(X86),), COPY: (fresh(EU),)},
+        {COPY: eu_olds},
+    )
+    assert [(d.region, d.image_id) for d in of(Deregister, decision)] == [
+        (COPY, "ami-0eu00000000000001"),
+        (COPY, "ami-0eu00000000000002"),
+    ]
+
+
+# -- how the effects went ----------------------------------------------------------------------------------
+
+
+REMOVAL = Deregister(HOME, "ami-0old0000000000002", ("snap-1",), "old", True, ())
+
+
+@pytest.mark.parametrize(
+    ("report", "kind", "text"),
+    [
+        (Report(Deprecate(HOME, X86, NOW), Result.failed, "AWS InternalError: no"), "DeprecationNotSet", X86),
+        (
+            Report(Publish(HOME, PARAMETER, X86), Result.failed, "AWS AccessDenied: no"),
+            "PublishFailed",
+            PARAMETER,
+        ),
+        (Report(REMOVAL, Result.failed, "AWS AccessDenied: no"), "RetentionFailed", "ami-0old0000000000002"),
+        (Report(REMOVAL, Result.skipped, "used by instance i-0123"), "RetentionSkipped", "i-0123"),
+    ],
+)
+def test_an_effect_that_did_not_happen_is_a_condition_and_touches_nothing_else(
+    report: Report, kind: str, text: str
+) -> None:
+    decision = finished_sync(spec(), f"{HOME}:{X86}", {HOME: (fresh(X86),)})
+    world = world_of(HookRequest.model_validate(request(parent(spec()))))
+    after = with_reports(world, decision, [Report(decision.effects[0], Result.done), report], NOW)
+
+    (condition,) = [c for c in after.status.conditions if c.type == kind]
+    assert condition.status == "True"
+    assert text in condition.message
+    assert HOME in condition.message
+    others = [c for c in after.status.conditions if c.type != kind]
+    assert others == decision.status.conditions
+    assert after.children == decision.children
+
+
+def test_effects_that_all_happened_change_nothing() -> None:
+    decision = finished_sync(spec(), f"{HOME}:{X86}", {HOME: (fresh(X86),)})
+    world = world_of(HookRequest.model_validate(request(parent(spec()))))
+    reports = [Report(e, Result.done) for e in decision.effects]
+    assert with_reports(world, decision, reports, NOW) == decision
+
+
+# -- job history ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("limit", "kept"), [(0, 0), (1, 1), (3, 1)])
+def test_successful_history_limit_keeps_the_build_that_made_the_current_ami(limit: int, kept: int) -> None:
+    raw = spec(successfulJobsHistoryLimit=limit)
+    first = finished_sync(raw, f"{HOME}:{X86}", {HOME: (fresh(X86),)})
+    (tag,) = of(TagImages, first)
+    tagged = replace(fresh(X86), tags=dict(tag.tags))
+    status = json.loads(json.dumps(_response(first)))["status"]
+    job = first.children[0]
+    done = succeeded(job, finished=FINISHED)
+    req = request(parent(raw, status=status), [done], [build_pod(done, f"{HOME}:{X86}")])
+    facts = AmiFacts(managed=(tagged,), base_image=BASE, built=(tagged,))
+    again = decide(world_of(HookRequest.model_validate(req)), facts, NOW + timedelta(minutes=1))
+    assert len(again.children) == kept
+    assert again.effects == ()
+
+
+# -- finalize ---------------------------------------------------------------------------------------------------
+
+
+def test_a_build_that_finished_during_deletion_is_tagged_before_the_builder_goes() -> None:
+    raw = spec(retention={"keep": 1})
+    status, job = first_job(raw)
+    done = succeeded(job, finished=FINISHED)
+    req = request(parent(raw, status=status), [done], [build_pod(done, f"{HOME}:{X86}")])
+    world = world_of(HookRequest.model_validate(req))
+    facts = AmiFacts(
+        managed=(older("ami-0old0000000000001", 1), older("ami-0old0000000000002", 2)), built=(fresh(X86),)
+    )
+
+    decision = decide_finalize(world, facts, NOW)
+
+    assert decision.finalized is True
+    tag = decision.effects[0]
+    assert isinstance(tag, TagImages)
+    assert tag.image_ids == (X86,)
+    assert dict(tag.tags)["build-id"] == build_id_of(job)
+    assert [e.image_id for e in of(Deregister, decision)] == [
+        "ami-0old0000000000001",
+        "ami-0old0000000000002",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("built", "now", "finalized"),
+    [
+        ((replace(fresh(X86), state="pending"),), NOW, False),
+        ((replace(fresh(X86), state="pending"),), FINISHED + timedelta(hours=1), True),
+        ((), NOW, False),  # not visible yet
+    ],
+)
+def test_finalize_waits_for_a_pending_ami_but_not_forever(
+    built: tuple[Image, ...], now: datetime, finalized: bool
+) -> None:
+    status, job = first_job(spec())
+    done = succeeded(job, finished=FINISHED)
+    req = request(parent(spec(), status=status), [done], [build_pod(done, f"{HOME}:{X86}")])
+    decision = decide_finalize(world_of(HookRequest.model_validate(req)), AmiFacts(built=built), now)
+    assert decision.finalized is finalized
+    assert decision.effects == ()
