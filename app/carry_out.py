@@ -15,9 +15,16 @@ from app.tags import format_timestamp
 log = logging.getLogger(__name__)
 
 
-def carry_out(aws: ImageSource, effects: Sequence[Effect], builder: str) -> list[Report]:
-    """Carry out `effects` in order; raises AwsError only when tagging fails."""
-    in_use = _InUse(aws, [e for e in effects if isinstance(e, Deregister) and e.skip_in_use])
+def carry_out(
+    aws: ImageSource, effects: Sequence[Effect], builder: str, *, publish_prefix: str = ""
+) -> list[Report]:
+    """Carry out `effects` in order; raises AwsError only when tagging fails.
+
+    `publish_prefix` is the parameter path the hook's IAM policy lets it write (the chart's
+    hook.publishParameterPrefix); a parameter outside it is refused here with that explanation instead
+    of an AccessDenied from AWS. Empty: any path.
+    """
+    in_use: _InUse | None = None
     reports = []
     for effect in effects:
         if isinstance(effect, TagImages):
@@ -25,6 +32,9 @@ def carry_out(aws: ImageSource, effects: Sequence[Effect], builder: str) -> list
             log.info("tagged %s in %s for %s", ",".join(effect.image_ids), effect.region, builder)
             reports.append(Report(effect, Result.done))
         elif isinstance(effect, Deregister):
+            # Asked at the first removal, after all tagging: nothing is queried when tagging fails.
+            if in_use is None:
+                in_use = _InUse(aws, [e for e in effects if isinstance(e, Deregister) and e.skip_in_use])
             reports.append(_deregister(aws, effect, in_use, builder))
         else:
             reports.append(_attempt(aws, effect, builder))
@@ -71,6 +81,13 @@ class _InUse:
 def _deregister(aws: ImageSource, effect: Deregister, in_use: _InUse, builder: str) -> Report:
     if effect.skip_in_use and effect.region in in_use.unknown:
         # Unknown counts as used: never remove what might be running.
+        log.warning(
+            "kept %s in %s for %s: could not check its use: %s",
+            effect.image_id,
+            effect.region,
+            builder,
+            in_use.unknown[effect.region],
+        )
         return Report(effect, Result.failed, f"could not check its use: {in_use.unknown[effect.region]}")
     user = in_use.users.get((effect.region, effect.image_id))
     if user is not None:

@@ -1,0 +1,255 @@
+"""carry_out against an in-memory EC2: which calls it makes and in what order, what a failure stops or
+spares, the reports and logs a user sees, and the conditions those reports become."""
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import pytest
+
+from app import conditions as cond
+from app.base_image import BaseLookup, BaseSource
+from app.carry_out import carry_out
+from app.ec2 import AwsError, ImageSource
+from app.effects import Deprecate, Deregister, Effect, Publish, Report, Result, TagImages
+from app.lifecycle import report_conditions
+from app.spec import ConditionStatus
+from app.tags import Image
+from tests.builders import T0
+
+HOME, COPY = "us-west-2", "eu-west-1"
+BUILDER = "web"
+REASON = "older than the newest 2 x86_64 AMIs"
+MANAGED = (("packer.example.com/builder", BUILDER),)
+
+Call = tuple[str, str, str]
+"""method, region, the ids it was given (joined by commas)."""
+
+
+class FakeEc2:
+    """Records every call in order; `fail` makes a method raise for all calls, one region or one id."""
+
+    def __init__(self, users: Mapping[str, str] | None = None) -> None:
+        self.users = dict(users or {})
+        self.calls: list[Call] = []
+        self.snapshot_tags: list[dict[str, str]] = []
+        self._failures: dict[tuple[str, str], AwsError] = {}
+
+    def fail(self, method: str, code: str, on: str = "*", *, temporary: bool = False) -> "FakeEc2":
+        self._failures[(method, on)] = AwsError(code, f"{method} refused", temporary=temporary)
+        return self
+
+    def _call(self, method: str, region: str, *ids: str) -> None:
+        self.calls.append((method, region, ",".join(ids)))
+        for on in ("*", region, *ids):
+            if (method, on) in self._failures:
+                raise self._failures[(method, on)]
+
+    def base_image(self, region: str, source: BaseSource) -> BaseLookup:
+        raise AssertionError("carry_out only writes")
+
+    def managed_images(self, region: str, tags: Mapping[str, str]) -> list[Image]:
+        raise AssertionError("carry_out only writes")
+
+    def images_by_id(self, region: str, image_ids: Sequence[str]) -> list[Image]:
+        raise AssertionError("carry_out only writes")
+
+    def parameter_value(self, region: str, name: str) -> str | None:
+        raise AssertionError("carry_out only writes")
+
+    def tag_images(self, region: str, image_ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        self._call("tag_images", region, *image_ids)
+
+    def enable_deprecation(self, region: str, image_id: str, at: datetime) -> None:
+        self._call("enable_deprecation", region, image_id)
+
+    def put_parameter(self, region: str, name: str, image_id: str) -> None:
+        self._call("put_parameter", region, image_id)
+
+    def images_in_use(self, region: str, image_ids: Sequence[str]) -> dict[str, str]:
+        self._call("images_in_use", region, *image_ids)
+        return {i: self.users[i] for i in image_ids if i in self.users}
+
+    def tag_snapshots(self, region: str, snapshot_ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        self.snapshot_tags.append(dict(tags))
+        self._call("tag_snapshots", region, *snapshot_ids)
+
+    def deregister_image(self, region: str, image_id: str) -> None:
+        self._call("deregister_image", region, image_id)
+
+    def delete_snapshot(self, region: str, snapshot_id: str) -> None:
+        self._call("delete_snapshot", region, snapshot_id)
+
+
+def removal(image_id: str, *snapshots: str, region: str = HOME, skip_in_use: bool = True) -> Deregister:
+    return Deregister(region, image_id, snapshots, REASON, skip_in_use, MANAGED)
+
+
+def run(aws: FakeEc2, *effects: Effect) -> list[Report]:
+    source: ImageSource = aws
+    return carry_out(source, effects, BUILDER)
+
+
+def logged(caplog: pytest.LogCaptureFixture, level: int, *parts: str) -> bool:
+    """Whether one record of `level` from carry_out names every part."""
+    return any(
+        r.name == "app.carry_out" and r.levelno == level and all(p in r.getMessage() for p in parts)
+        for r in caplog.records
+    )
+
+
+TAG = TagImages(HOME, ("ami-new",), (("Status", "active"),))
+DEPRECATE = Deprecate(HOME, "ami-new", T0)
+PUBLISH = Publish(HOME, "/images/web/x86_64", "ami-new")
+OLD = removal("ami-old", "snap-1", "snap-2")
+EVERYTHING = (TAG, DEPRECATE, PUBLISH, OLD)
+ALL_CALLS = [
+    ("tag_images", HOME, "ami-new"),
+    ("enable_deprecation", HOME, "ami-new"),
+    ("put_parameter", HOME, "ami-new"),
+    ("images_in_use", HOME, "ami-old"),
+    ("tag_snapshots", HOME, "snap-1,snap-2"),
+    ("deregister_image", HOME, "ami-old"),
+    ("delete_snapshot", HOME, "snap-1"),
+    ("delete_snapshot", HOME, "snap-2"),
+]
+
+
+@pytest.mark.parametrize("temporary", [True, False])
+def test_failed_tagging_raises_and_nothing_after_it_is_attempted(temporary: bool) -> None:
+    aws = FakeEc2().fail("tag_images", "RequestLimitExceeded", temporary=temporary)
+    with pytest.raises(AwsError) as raised:
+        run(aws, *EVERYTHING)
+    assert (raised.value.code, raised.value.temporary) == ("RequestLimitExceeded", temporary)
+    assert aws.calls == [("tag_images", HOME, "ami-new")]
+
+
+def test_everything_done_in_order_and_no_condition(caplog: pytest.LogCaptureFixture) -> None:
+    aws = FakeEc2()
+    reports = run(aws, *EVERYTHING)
+    assert aws.calls == ALL_CALLS
+    assert aws.snapshot_tags == [dict(MANAGED)]
+    assert reports == [Report(effect, Result.done) for effect in EVERYTHING]
+    assert report_conditions(reports) == []
+    assert not logged(caplog, logging.WARNING)
+
+
+@pytest.mark.parametrize(
+    ("method", "failing", "calls", "condition", "names"),
+    [
+        ("enable_deprecation", DEPRECATE, ALL_CALLS, cond.DEPRECATION_NOT_SET, "ami-new in us-west-2"),
+        (
+            "put_parameter",
+            PUBLISH,
+            ALL_CALLS,
+            cond.PUBLISH_FAILED,
+            "ami-new to /images/web/x86_64 in us-west-2",
+        ),
+        ("deregister_image", OLD, ALL_CALLS[:-2], cond.RETENTION_FAILED, "ami-old in us-west-2"),
+    ],
+)
+def test_a_later_effect_fails_alone(
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    failing: Effect,
+    calls: list[Call],
+    condition: str,
+    names: str,
+) -> None:
+    aws = FakeEc2().fail(method, "UnauthorizedOperation")
+    reports = run(aws, *EVERYTHING)
+    assert aws.calls == calls
+    assert [r.result for r in reports] == [Result.failed if e is failing else Result.done for e in EVERYTHING]
+    assert "AWS UnauthorizedOperation" in next(r.detail for r in reports if r.effect is failing)
+    assert [(w.type, w.status) for w in report_conditions(reports)] == [(condition, ConditionStatus.true)]
+    assert names in report_conditions(reports)[0].message
+    assert logged(caplog, logging.WARNING, "UnauthorizedOperation")
+
+
+def test_in_use_checked_once_per_region_before_any_removal(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    aws = FakeEc2(users={"ami-b": "instance i-0abc (running)"})
+    a, b, c = removal("ami-a", "snap-a"), removal("ami-b", "snap-b"), removal("ami-c", region=COPY)
+    reports = run(aws, TAG, a, b, c)
+    assert aws.calls == [
+        ("tag_images", HOME, "ami-new"),
+        ("images_in_use", COPY, "ami-c"),
+        ("images_in_use", HOME, "ami-a,ami-b"),
+        ("tag_snapshots", HOME, "snap-a"),
+        ("deregister_image", HOME, "ami-a"),
+        ("delete_snapshot", HOME, "snap-a"),
+        ("deregister_image", COPY, "ami-c"),
+    ]
+    assert reports[1:] == [
+        Report(a, Result.done),
+        Report(b, Result.skipped, "used by instance i-0abc (running)"),
+        Report(c, Result.done),
+    ]
+    assert logged(caplog, logging.INFO, "ami-b", HOME, "i-0abc")
+    [skipped] = report_conditions(reports)
+    assert (skipped.type, skipped.reason) == (cond.RETENTION_SKIPPED, "InUse")
+    assert "ami-b in us-west-2 (used by instance i-0abc (running))" in skipped.message
+
+
+def test_unknown_use_fails_every_removal_in_that_region_only(caplog: pytest.LogCaptureFixture) -> None:
+    aws = FakeEc2().fail("images_in_use", "RequestLimitExceeded", on=HOME, temporary=True)
+    a, b, c = removal("ami-a", "snap-a"), removal("ami-b"), removal("ami-c", "snap-c", region=COPY)
+    reports = run(aws, a, b, c)
+    assert not [call for call in aws.calls if call[1] == HOME and call[0] != "images_in_use"]
+    assert ("deregister_image", COPY, "ami-c") in aws.calls
+    assert [r.result for r in reports] == [Result.failed, Result.failed, Result.done]
+    assert all("AWS RequestLimitExceeded" in r.detail for r in reports[:2])
+    assert logged(caplog, logging.WARNING, "ami-a", HOME, "RequestLimitExceeded")
+    assert logged(caplog, logging.WARNING, "ami-b", HOME, "RequestLimitExceeded")
+    [failed] = report_conditions(reports)
+    assert failed.type == cond.RETENTION_FAILED
+    assert "ami-a in us-west-2: could not check its use: AWS RequestLimitExceeded" in failed.message
+    assert "ami-b in us-west-2: could not check its use: AWS RequestLimitExceeded" in failed.message
+
+
+def test_without_skip_in_use_nothing_is_asked_and_a_used_ami_goes() -> None:
+    aws = FakeEc2(users={"ami-old": "instance i-0abc (running)"})
+    reports = run(aws, removal("ami-old", skip_in_use=False))
+    assert aws.calls == [("deregister_image", HOME, "ami-old")]
+    assert [r.result for r in reports] == [Result.done]
+
+
+TAGGED, GONE = "tag_snapshots snap-1,snap-2", "deregister_image ami-old"
+DELETED = ["delete_snapshot snap-1", "delete_snapshot snap-2"]
+
+
+@pytest.mark.parametrize(
+    ("method", "on", "calls", "detail"),
+    [
+        (None, "*", [TAGGED, GONE, *DELETED], ""),
+        ("tag_snapshots", "*", [TAGGED], "AWS UnauthorizedOperation: tag_snapshots refused"),
+        ("deregister_image", "*", [TAGGED, GONE], "AWS UnauthorizedOperation: deregister_image refused"),
+        (
+            "delete_snapshot",
+            "snap-1",
+            [TAGGED, GONE, *DELETED],
+            "deregistered, but snapshots left to delete by hand: snap-1 (UnauthorizedOperation)",
+        ),
+    ],
+)
+def test_removal_order_per_ami(method: str | None, on: str, calls: list[str], detail: str) -> None:
+    aws = FakeEc2()
+    if method is not None:
+        aws.fail(method, "UnauthorizedOperation", on=on)
+    [report] = run(aws, removal("ami-old", "snap-1", "snap-2", skip_in_use=False))
+    assert [f"{name} {ids}" for name, _, ids in aws.calls] == calls
+    assert aws.snapshot_tags == [dict(MANAGED)]
+    assert (report.result, report.detail) == (Result.failed if detail else Result.done, detail)
+
+
+def test_removals_and_their_failures_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    aws = FakeEc2().fail("delete_snapshot", "InvalidSnapshot.InUse", on="snap-2")
+    aws.fail("deregister_image", "InvalidAMIID.Unavailable", on="ami-gone")
+    run(aws, removal("ami-old", "snap-1", "snap-2"), removal("ami-gone", "snap-3", region=COPY))
+    assert logged(caplog, logging.INFO, "deregistered", "ami-old", HOME, REASON)
+    assert logged(caplog, logging.INFO, "deleted snapshot snap-1", "ami-old", HOME)
+    assert logged(caplog, logging.WARNING, "snap-2", "ami-old", HOME, "InvalidSnapshot.InUse")
+    assert logged(caplog, logging.WARNING, "ami-gone", COPY, "InvalidAMIID.Unavailable")
+    assert not logged(caplog, logging.INFO, "deregistered", "ami-gone")
+    assert not logged(caplog, logging.INFO, "snap-3")
