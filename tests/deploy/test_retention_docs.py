@@ -1,0 +1,154 @@
+"""docs/retention.md and its example: in step with the spec models, the conditions and the IAM policy."""
+
+import json
+import re
+from datetime import timedelta
+
+import yaml
+
+from app import conditions, outcome
+from app.spec import PackerBuilderSpec, Publish, Retention, parse_spec
+from tests.deploy.manifests import CHART, EXAMPLES, ROOT, crd_schema, load_yaml, schema_errors, strict
+
+DOC = ROOT / "docs" / "retention.md"
+README = ROOT / "README.md"
+EXAMPLE = EXAMPLES / "packerbuilder-retention.yaml"
+EXAMPLE_PATH = "metacontroller/examples/packerbuilder-retention.yaml"
+RETENTION_MARKER = "# Retention and distribution"
+
+
+def _retention_conditions() -> dict[str, str]:
+    """The condition constants of app/conditions.py's retention block (from its marker comment to a blank line)."""
+    source = (ROOT / "app" / "conditions.py").read_text()
+    block = source.split(RETENTION_MARKER, 1)[1].split("\n\n", 1)[0]
+    names = re.findall(r"^([A-Z_]+) = ", block, re.MULTILINE)
+    assert names, "no retention conditions found"
+    return {name: getattr(conditions, name) for name in names}
+
+
+def _table(text: str, header: list[str]) -> list[list[str]]:
+    """The body rows (cells stripped) of the one Markdown table in `text` with this header row."""
+    tables: list[list[list[str]]] = []
+    current: list[list[str]] = []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif current:
+            tables.append(current)
+            current = []
+    (table,) = [t for t in tables if t[0] == header]
+    return table[2:]
+
+
+def test_example_is_the_seed_plus_retention_publish_and_history() -> None:
+    example = load_yaml(EXAMPLE)
+    assert schema_errors(strict(crd_schema()), example) == []
+    spec = parse_spec(example["spec"])
+    assert spec.retention.keep == 3
+    assert spec.retention.deprecate
+    assert spec.publish is not None
+    assert spec.publish.ssmParameter == "/platform/ami/eks-al2023"
+    assert "successfulJobsHistoryLimit" in example["spec"]
+    assert "failedJobsHistoryLimit" in example["spec"]
+    seed = load_yaml(EXAMPLES / "packerbuilder.yaml")
+    added = {"successfulJobsHistoryLimit", "failedJobsHistoryLimit", "retention", "publish"}
+    assert {k: v for k, v in example["spec"].items() if k not in added} == seed["spec"]
+    assert example["metadata"]["name"] != seed["metadata"]["name"]
+
+
+def test_example_publishes_under_the_prefix_the_chart_and_policy_allow() -> None:
+    prefix = load_yaml(CHART / "values.yaml")["hook"]["publishParameterPrefix"]
+    spec = parse_spec(load_yaml(EXAMPLE)["spec"])
+    assert spec.publish is not None
+    assert spec.publish.ssmParameter.startswith(prefix)
+    policy = json.loads((CHART / "iam" / "hook-policy.json").read_text())
+    (publish,) = [s for s in policy["Statement"] if s["Sid"] == "PublishCurrentImageParameters"]
+    assert publish["Resource"] == [f"arn:aws:ssm:*:*:parameter{prefix}*"]
+
+
+def test_doc_summary_block_matches_the_example() -> None:
+    example = load_yaml(EXAMPLE)["spec"]
+    block = re.search(r"```yaml\n(.*?)```", DOC.read_text(), re.DOTALL)
+    assert block is not None
+    summary = yaml.safe_load(block.group(1))["spec"]
+    assert {key: example[key] for key in summary} == summary
+    for doc in (DOC, README):
+        assert EXAMPLE_PATH in doc.read_text(), doc.name
+
+
+def test_doc_names_every_retention_condition_and_its_table_lists_exactly_them() -> None:
+    text = DOC.read_text()
+    retention = set(_retention_conditions().values())
+    assert retention == {
+        "ImageCopyFailed",
+        "DeprecationNotSet",
+        "PublishFailed",
+        "RetentionSkipped",
+        "RetentionFailed",
+    }
+    for kind in retention:
+        assert f"`{kind}`" in text, kind
+    table = {row[0].strip("`") for row in _table(text, ["Type", "Status / reason", "Present when"])}
+    assert table == retention
+
+
+def test_doc_and_readme_name_every_field_of_retention_and_publish() -> None:
+    doc, readme = DOC.read_text(), README.read_text()
+    fields = [f"retention.{name}" for name in Retention.model_fields]
+    fields += [f"publish.{name}" for name in Publish.model_fields]
+    fields += ["successfulJobsHistoryLimit", "failedJobsHistoryLimit"]
+    for field in fields:
+        assert f"`spec.{field}`" in doc, field
+        assert f"`{field}`" in readme, field
+
+
+def test_doc_field_table_states_the_model_defaults() -> None:
+    defaults = {
+        "spec.successfulJobsHistoryLimit": PackerBuilderSpec.model_fields[
+            "successfulJobsHistoryLimit"
+        ].default,
+        "spec.failedJobsHistoryLimit": PackerBuilderSpec.model_fields["failedJobsHistoryLimit"].default,
+        "spec.retention.keep": Retention.model_fields["keep"].default,
+        "spec.retention.deprecate": Retention.model_fields["deprecate"].default,
+        "spec.retention.skipInUse": Retention.model_fields["skipInUse"].default,
+        "spec.publish.ssmParameter": None,  # publish itself is optional
+    }
+    rows = {row[0].strip("`"): row[1] for row in _table(DOC.read_text(), ["Field", "Default", "Effect"])}
+    assert rows.keys() == defaults.keys()
+    for field, default in defaults.items():
+        expected = "unset" if default is None else f"`{json.dumps(default)}`"
+        assert rows[field] == expected, field
+
+
+def test_doc_states_the_artifact_grace() -> None:
+    minutes = outcome.ARTIFACT_GRACE // timedelta(minutes=1)
+    text = DOC.read_text()
+    assert f"{minutes}-minute artifact grace" in text
+    assert f"{minutes} minutes after the build finished" in text
+
+
+def test_every_path_and_link_the_doc_names_exists() -> None:
+    text = DOC.read_text()
+    for path in set(re.findall(r"(?:metacontroller|helm/packer-builder|app|scripts)/[\w./-]+\.\w+", text)):
+        assert (ROOT / path).exists(), path
+    for target in re.findall(r"\]\(([^)#]+\.md)(?:#[\w-]+)?\)", text):
+        assert (DOC.parent / target).exists(), target
+
+
+def test_internal_anchors_exist() -> None:
+    text = DOC.read_text()
+    headings = re.findall(r"^#+ (.+)$", text, re.MULTILINE)
+    anchors = {re.sub(r"[^\w -]", "", h).strip().lower().replace(" ", "-") for h in headings}
+    for anchor in re.findall(r"\]\(#([\w-]+)\)", text):
+        assert anchor in anchors, anchor
+    install = (ROOT / "docs" / "install.md").read_text()
+    assert "hook-role" in re.findall(r"\]\(install\.md#([\w-]+)\)", text)
+    assert re.search(r"^## Hook role$", install, re.MULTILINE)
+
+
+def test_doc_names_real_iam_statements() -> None:
+    policy = json.loads((CHART / "iam" / "hook-policy.json").read_text())
+    sids = {statement["Sid"] for statement in policy["Statement"]}
+    named = set(re.findall(r"statement `(\w+)`", DOC.read_text()))
+    assert named
+    assert named <= sids
