@@ -79,6 +79,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings.from_env()
     fallback_slack_token = settings.slack_bot_token
+    publish_prefix = settings.publish_parameter_prefix
     dispatcher = notifier or dispatcher_from(settings)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     source: ImageSource = images or Ec2(
@@ -117,7 +118,7 @@ def create_app(
         """Sync hook: the Jobs that must exist for this PackerBuilder and its status."""
         now = clock()
         decision, news = reconcile.announce(
-            request, reconcile.sync(request, source, now), now, fallback_slack_token
+            request, reconcile.sync(request, source, now, publish_prefix), now, fallback_slack_token
         )
         body = _response(decision)
         # Queued, not sent: a slow or failing notifier never delays or fails the answer.
@@ -127,7 +128,7 @@ def create_app(
     @api.post("/finalize")
     def finalize(request: HookRequest) -> dict[str, Any]:
         """Finalize hook: `finalized: true` once no build is running and the last one's AMIs are tagged."""
-        return _response(reconcile.finalize(request, source, clock()))
+        return _response(reconcile.finalize(request, source, clock(), publish_prefix))
 
     @api.post("/customize", response_model_exclude_none=True)
     def customize(request: CustomizeRequest) -> CustomizeResponse:

@@ -15,7 +15,7 @@ from app.job import parse_termination_message
 from app.lifecycle import parameter_names
 from app.notify import announce as notifications
 from app.notify.targets import SECRET_GROUP, read_secrets
-from app.observed import BuildReport, build_reports, observe_job
+from app.observed import BuildReport, Phase, build_reports, observe_job
 from app.spec import PackerBuilderSpec, PackerBuilderStatus, SpecError, parse_spec, parse_status
 from app.tags import management_tags
 
@@ -83,13 +83,15 @@ def gather(
     """The AWS reads a decision needs (base ones cached); the first failure stops the rest (10 s budget)."""
     tags = management_tags(name, spec)
     try:
-        regions = {
-            region: RegionImages(
-                tuple(images.managed_images(region, tags)),
-                tuple(images.images_by_id(region, ids)) if ids else (),
-            )
-            for region, ids in _regions(spec, status, reports).items()
-        }
+        regions = {}
+        for region, ids in _regions(spec, status, reports).items():
+            managed = tuple(images.managed_images(region, tags))
+            # A built AMI once tagged is among the managed ones: no second read for it.
+            known = {i.image_id: i for i in managed}
+            unknown = [i for i in ids if i not in known]
+            fetched = images.images_by_id(region, unknown) if unknown else []
+            built = tuple(known[i] for i in ids if i in known) + tuple(fetched)
+            regions[region] = RegionImages(managed, built)
         source = base_source(spec)
         base = images.base_image(spec.region, source) if source is not None else None
         parameters = _parameters(images, spec, regions)
@@ -106,16 +108,27 @@ def gather(
     )
 
 
+def _latest_report(world: World) -> dict[str, BuildReport]:
+    """The report of the latest finished build: the only one a decision reads (older Jobs are history)."""
+    finished = [j for j in world.jobs if not j.deleting and j.phase is not Phase.running]
+    if not finished:
+        return {}
+    build_id = max(finished, key=lambda j: j.order).build_id
+    report = world.reports.get(build_id)
+    return {build_id: report} if report is not None else {}
+
+
 def _carried_out(
     world: World,
     decision: Decision,
     images: ImageSource,
     now: datetime,
+    publish_prefix: str,
     again: Callable[[AmiFacts], Decision],
 ) -> Decision:
     """Carry out the decision's effects; a failed tagging turns the answer into the AWS fault's (`again`)."""
     try:
-        reports = carry_out(images, decision.effects, world.meta.name)
+        reports = carry_out(images, decision.effects, world.meta.name, publish_prefix=publish_prefix)
     except AwsError as error:
         # Nothing is recorded as done: the same effects are due again on the next sync.
         log.warning("tagging failed for %s: %s", world.meta.name, error)
@@ -123,23 +136,25 @@ def _carried_out(
     return with_reports(world, decision, reports, now)
 
 
-def sync(request: HookRequest, images: ImageSource, now: datetime) -> Decision:
+def sync(request: HookRequest, images: ImageSource, now: datetime, publish_prefix: str = "") -> Decision:
     world = world_of(request)
     if isinstance(world.spec, SpecError):
         return decide(world, AmiFacts(), now)
-    facts = gather(images, world.meta.name, world.spec, world.status, world.reports)
+    facts = gather(images, world.meta.name, world.spec, world.status, _latest_report(world))
     decision = decide(world, facts, now)
-    return _carried_out(world, decision, images, now, lambda fault: decide(world, fault, now))
+    return _carried_out(world, decision, images, now, publish_prefix, lambda fault: decide(world, fault, now))
 
 
-def finalize(request: HookRequest, images: ImageSource, now: datetime) -> Decision:
+def finalize(request: HookRequest, images: ImageSource, now: datetime, publish_prefix: str = "") -> Decision:
     """Rule 11, and a build that finished during deletion still gets its AMI tagged (and counted)."""
     world = world_of(request)
     if isinstance(world.spec, SpecError) or not needs_facts_to_finalize(world):
         return decide_finalize(world, AmiFacts(), now)
-    facts = gather(images, world.meta.name, world.spec, world.status, world.reports)
+    facts = gather(images, world.meta.name, world.spec, world.status, _latest_report(world))
     decision = decide_finalize(world, facts, now)
-    return _carried_out(world, decision, images, now, lambda fault: decide_finalize(world, fault, now))
+    return _carried_out(
+        world, decision, images, now, publish_prefix, lambda fault: decide_finalize(world, fault, now)
+    )
 
 
 def announce(

@@ -27,6 +27,8 @@ class Settings:
     # How long a transition is remembered so that retried and stale syncs do not announce it again.
     notify_dedupe_seconds: float = 86400
     notify_queue_size: int = 1000
+    # The SSM path the hook's IAM policy lets it publish under (chart: hook.publishParameterPrefix); "" = any.
+    publish_parameter_prefix: str = ""
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -41,4 +43,5 @@ class Settings:
             notify_timeout_seconds=int(_float("NOTIFY_TIMEOUT_SECONDS", cls.notify_timeout_seconds)),
             notify_dedupe_seconds=_float("NOTIFY_DEDUPE_SECONDS", cls.notify_dedupe_seconds),
             notify_queue_size=int(_float("NOTIFY_QUEUE_SIZE", cls.notify_queue_size)),
+            publish_parameter_prefix=os.environ.get("PUBLISH_PARAMETER_PREFIX", "").strip(),
         )

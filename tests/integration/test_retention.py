@@ -204,3 +204,19 @@ def test_an_ami_finished_during_deletion_is_tagged_before_finalized(hook: str, e
     assert answer["finalized"] is True
     assert tags_of(ec2, built)["status"] == "active"
     assert tags_of(ec2, built)["build-id"] == first["status"]["buildID"]
+
+
+def test_a_parameter_outside_the_allowed_prefix_is_refused_with_a_condition(ec2_env: str) -> None:
+    ec2 = ec2_client(ec2_env)
+    built = register_built_ami(ec2, "opsy-new")
+    raw = spec(publish={"ssmParameter": "/team-b/ami"})
+    settings = Settings(publish_parameter_prefix="/platform/ami/")
+    with serve(create_app(settings, images=Ec2())) as url:
+        answer, _ = finish(url, raw, f"{REGION}:{built}")
+
+    failed = conditions(answer)["PublishFailed"]
+    assert "/team-b/ami" in failed["message"]
+    assert "/platform/ami/" in failed["message"]
+    assert tags_of(ec2, built)["status"] == "active"  # everything else still happened
+    ssm = boto3.session.Session().client("ssm", region_name=REGION, endpoint_url=ec2_env)
+    assert ssm.describe_parameters()["Parameters"] == []
