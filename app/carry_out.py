@@ -36,6 +36,11 @@ def carry_out(
             if in_use is None:
                 in_use = _InUse(aws, [e for e in effects if isinstance(e, Deregister) and e.skip_in_use])
             reports.append(_deregister(aws, effect, in_use, builder))
+        elif isinstance(effect, Publish) and not effect.parameter.startswith(publish_prefix):
+            detail = (
+                f"outside {publish_prefix}, the only path the hook may write (hook.publishParameterPrefix)"
+            )
+            reports.append(Report(effect, Result.failed, detail))
         else:
             reports.append(_attempt(aws, effect, builder))
     return reports

@@ -56,9 +56,13 @@ def _regions(
 
 
 def _parameters(
-    images: ImageSource, spec: PackerBuilderSpec, regions: Mapping[str, RegionImages]
+    images: ImageSource, spec: PackerBuilderSpec, regions: Mapping[str, RegionImages], publish_prefix: str
 ) -> dict[tuple[str, str], str | None]:
-    """The published parameters' values wherever a current AMI may be published (lifecycle decides)."""
+    """The published parameters' values wherever a current AMI may be published (lifecycle decides).
+
+    Names outside the prefix the hook may use are not read (AWS would deny it and stop the whole sync);
+    publishing them is refused with a condition instead.
+    """
     if spec.publish is None:
         return {}
     values = {}
@@ -68,7 +72,7 @@ def _parameters(
             spec.publish.ssmParameter,
             *parameter_names(spec.publish.ssmParameter, sorted(architectures)).values(),
         }
-        for name in sorted(names):
+        for name in sorted(n for n in names if n.startswith(publish_prefix)):
             values[(region, name)] = images.parameter_value(region, name)
     return values
 
@@ -79,6 +83,7 @@ def gather(
     spec: PackerBuilderSpec,
     status: PackerBuilderStatus,
     reports: Mapping[str, BuildReport],
+    publish_prefix: str = "",
 ) -> AmiFacts:
     """The AWS reads a decision needs (base ones cached); the first failure stops the rest (10 s budget)."""
     tags = management_tags(name, spec)
@@ -94,7 +99,7 @@ def gather(
             regions[region] = RegionImages(managed, built)
         source = base_source(spec)
         base = images.base_image(spec.region, source) if source is not None else None
-        parameters = _parameters(images, spec, regions)
+        parameters = _parameters(images, spec, regions, publish_prefix)
     except AwsError as error:
         log.warning("AWS call failed for %s: %s", name, error)
         return AmiFacts(fault=_fault(error))
@@ -140,7 +145,7 @@ def sync(request: HookRequest, images: ImageSource, now: datetime, publish_prefi
     world = world_of(request)
     if isinstance(world.spec, SpecError):
         return decide(world, AmiFacts(), now)
-    facts = gather(images, world.meta.name, world.spec, world.status, _latest_report(world))
+    facts = gather(images, world.meta.name, world.spec, world.status, _latest_report(world), publish_prefix)
     decision = decide(world, facts, now)
     return _carried_out(world, decision, images, now, publish_prefix, lambda fault: decide(world, fault, now))
 
@@ -150,7 +155,7 @@ def finalize(request: HookRequest, images: ImageSource, now: datetime, publish_p
     world = world_of(request)
     if isinstance(world.spec, SpecError) or not needs_facts_to_finalize(world):
         return decide_finalize(world, AmiFacts(), now)
-    facts = gather(images, world.meta.name, world.spec, world.status, _latest_report(world))
+    facts = gather(images, world.meta.name, world.spec, world.status, _latest_report(world), publish_prefix)
     decision = decide_finalize(world, facts, now)
     return _carried_out(
         world, decision, images, now, publish_prefix, lambda fault: decide_finalize(world, fault, now)
