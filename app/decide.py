@@ -19,7 +19,7 @@ from app.durations import parse_duration
 from app.effects import Effect, Report
 from app.facts import AmiFacts, AwsFault
 from app.freshness import BaseCheck, check_base
-from app.job import render_job
+from app.job import parse_termination_message, render_job
 from app.lifecycle import Plan, newest, plan, report_conditions
 from app.observed import BuildReport, ObservedJob, Phase
 from app.outcome import ARTIFACT_GRACE, Kind, Outcome, built_tags, latest_outcome
@@ -102,13 +102,19 @@ def decide(world: World, facts: AmiFacts, now: datetime) -> Decision:
 
 
 def needs_facts_to_finalize(world: World) -> bool:
-    """Whether a build finished whose success the status does not record yet: its AMIs need tagging."""
+    """Whether the last build's AMIs may still need tagging: its success or one of its copies unrecorded."""
     finished = [j for j in world.jobs if not j.deleting and j.phase is not Phase.running]
     if not finished:
         return False
     latest = max(finished, key=lambda j: j.order)
-    recorded = world.status.jobName == latest.name and world.status.jobStatus == JobStatus.completed
-    return latest.phase is Phase.succeeded and not recorded
+    if latest.phase is not Phase.succeeded:
+        return False
+    status = world.status
+    if status.jobName != latest.name or status.jobStatus != JobStatus.completed:
+        return True
+    report = world.reports.get(latest.build_id)
+    listed = {(ref.region, ref.imageID) for ref in status.images}
+    return report is not None and not set(parse_termination_message(report.message)) <= listed
 
 
 def decide_finalize(world: World, facts: AmiFacts, now: datetime) -> Decision:
@@ -135,12 +141,14 @@ def decide_finalize(world: World, facts: AmiFacts, now: datetime) -> Decision:
             wait = f"Waiting to record build {finished.name}: AWS {facts.fault.code}"
         elif facts.fault is None:
             outcome = reconcile.settle()
+            # What is usable is tagged now; a copy still on its way is waited for like the AMI itself.
+            effects = reconcile.plan.effects
+            status = status.model_copy(update={"images": reconcile.plan.images()})
+            pending = [a.reason for a in outcome.artifacts if a.kind is Kind.waiting] if outcome else []
             if outcome is not None and outcome.kind is Kind.waiting:
-                if patient:
-                    wait = f"Waiting to record build {finished.name}: {outcome.reason}"
-            else:
-                effects = reconcile.plan.effects
-                status = status.model_copy(update={"images": reconcile.plan.images()})
+                pending.insert(0, outcome.reason)
+            if pending and patient:
+                wait = f"Waiting to record build {finished.name}: {pending[0]}"
     if wait:
         status = status.model_copy(update={"lastRunMessage": wait})
     return Decision(
@@ -201,12 +209,13 @@ class _Reconcile:
         self.stamp = transition_time(world, now)
         self.base_check: BaseCheck | None = None
         self.plan = Plan((), ())
+        self.outcome: Outcome | None = None
 
     # -- entry point -------------------------------------------------------------------------------------------
 
     def settle(self) -> Outcome | None:
         """The latest build's outcome and, from it, the plan for the builder's AMIs (self.plan)."""
-        outcome = self._outcome()
+        outcome = self.outcome = self._outcome()
         self.plan = plan(
             outcome,
             self._built_tags(outcome) if outcome is not None and outcome.kind is Kind.built else {},
@@ -264,9 +273,13 @@ class _Reconcile:
             return None
         job = outcome.job
         recorded = self.previous.jobName == job.name and self.previous.jobStatus == JobStatus.completed
-        untagged = outcome.built is not None and outcome.built.tags.get(BUILD_ID) != job.build_id
+        untagged = any(a.image.tags.get(BUILD_ID) != job.build_id for a in outcome.usable if a.image)
         copying = any(a.kind is Kind.waiting for a in outcome.artifacts)
-        return None if recorded and not untagged and not copying else outcome
+        # A copy that failed (or never appeared) after the build was recorded is news once.
+        unreported = any(a.kind is Kind.failed for a in outcome.artifacts) and not cond.since(
+            self.previous.conditions, cond.IMAGE_COPY_FAILED
+        )
+        return None if recorded and not (untagged or copying or unreported) else outcome
 
     def _current_image(self) -> Image | None:
         """The newest active, unexpired AMI of this builder in spec.region, counting those tagged now."""
@@ -366,6 +379,13 @@ class _Reconcile:
         if self.plan.copy_failures:
             message = "Reported AMIs not usable: " + "; ".join(self.plan.copy_failures)
             wanted.append(cond.true(cond.IMAGE_COPY_FAILED, message))
+        elif self.outcome is None or self.outcome.kind is not Kind.built:
+            # Nothing new was built: what the last build's copies came to still stands.
+            wanted += [
+                Wanted(c.type, c.status, c.reason, c.message)
+                for c in self.previous.conditions
+                if c.type == cond.IMAGE_COPY_FAILED
+            ]
         return wanted
 
     def _status(self, wanted: list[Wanted], **fields: Any) -> PackerBuilderStatus:

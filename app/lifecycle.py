@@ -18,7 +18,10 @@ from app.effects import Deprecate, Deregister, Effect, Publish, Report, Result, 
 from app.facts import RegionImages
 from app.outcome import Kind, Outcome, primary_order
 from app.spec import ImageRef, PackerBuilderSpec
-from app.tags import CREATE_TIMESTAMP, DEPRECATED, STATUS, Image, parse_timestamp
+from app.tags import CREATE_TIMESTAMP, DEPRECATED, STATUS, Image, format_timestamp, parse_timestamp
+
+# Each removal is three or more AWS calls; Metacontroller gives a hook 10 s.
+MAX_REMOVALS_PER_SYNC = 5
 
 Current = tuple[str, Image]
 """A current AMI and its region."""
@@ -52,11 +55,19 @@ def deprecation_moment(image: Image, expires_in: timedelta) -> datetime:
 
 
 def parameter_names(parameter: str, architectures: Sequence[str]) -> dict[str, str]:
-    """Where each architecture's AMI is published: the name itself, or `<name>/<arch>` for several."""
-    distinct = sorted(set(architectures))
-    if len(distinct) <= 1:
-        return dict.fromkeys(distinct, parameter)
-    return {arch: f"{parameter.rstrip('/')}/{arch}" for arch in distinct}
+    """Where one region's current AMIs are published: architecture -> parameter name.
+
+    The name itself always holds the region's primary AMI (x86_64 first), so it never goes stale when a
+    second architecture appears; with several architectures each is also at `<name>/<architecture>`.
+    Returned as (name, architecture) pairs so one AMI can sit under two names.
+    """
+    distinct = sorted(set(architectures), key=lambda arch: (arch != "x86_64", arch))
+    if not distinct:
+        return {}
+    names = {parameter: distinct[0]}
+    if len(distinct) > 1:
+        names |= {f"{parameter.rstrip('/')}/{arch}": arch for arch in distinct}
+    return names
 
 
 def _readable_timestamp(image: Image) -> datetime | None:
@@ -119,7 +130,7 @@ def plan(
     effects: list[Effect] = [*tagging, *retiring]
     effects += _deprecations(current, spec, now, expires_in)
     effects += _publications(current, parameters, spec)
-    effects += _removals(views, current, spec, management)
+    effects += _removals(views, current, parameters, spec, management)
     failures = tuple(
         f"{a.image_id} in {a.region}: {a.reason}"
         for a in (outcome.artifacts if outcome is not None and outcome.kind is Kind.built else ())
@@ -149,49 +160,56 @@ def _publications(
         return []
     effects: list[Effect] = []
     for region in sorted({r for r, _ in current}):
-        here = [image for r, image in current if r == region]
-        names = parameter_names(spec.publish.ssmParameter, [i.architecture for i in here])
-        for image in here:
-            name = names[image.architecture]
-            if parameters.get((region, name)) != image.image_id:
-                effects.append(Publish(region, name, image.image_id))
+        here = {image.architecture: image for r, image in current if r == region}
+        for name, arch in sorted(parameter_names(spec.publish.ssmParameter, list(here)).items()):
+            if parameters.get((region, name)) != here[arch].image_id:
+                effects.append(Publish(region, name, here[arch].image_id))
     return effects
 
 
 def _removals(
     views: Mapping[str, Sequence[Image]],
     current: Sequence[Current],
+    parameters: Mapping[tuple[str, str], str | None],
     spec: PackerBuilderSpec,
     management: Mapping[str, str],
 ) -> list[Effect]:
+    """Deregistrations beyond `retention.keep`, oldest first, at most MAX_REMOVALS_PER_SYNC of them.
+
+    Never a current AMI, nor one a published parameter still names (consumers resolving the parameter
+    would launch a deregistered AMI if its update failed); the cap keeps a sync within the hook's time
+    budget when retention is first turned on for a long history; the rest follow on later syncs.
+    """
     keep = spec.retention.keep
     if keep is None:
         return []
     protected = {(r, i.image_id) for r, i in current}
-    effects: list[Effect] = []
+    protected |= {(region, value) for (region, _), value in parameters.items() if value}
+    beyond: list[tuple[datetime, str, Image]] = []
     for region, view in views.items():
         by_arch: dict[str, list[tuple[datetime, Image]]] = {}
         for image in view:
             stamp = _readable_timestamp(image)
             if stamp is not None and image.state != "pending":
                 by_arch.setdefault(image.architecture, []).append((stamp, image))
-        for arch, dated in sorted(by_arch.items()):
+        for dated in by_arch.values():
             ranked = sorted(dated, key=lambda d: (d[0], d[1].image_id), reverse=True)
-            for stamp, image in ranked[keep:]:
-                if (region, image.image_id) in protected:
-                    continue
-                effects.append(
-                    Deregister(
-                        region,
-                        image.image_id,
-                        image.snapshot_ids,
-                        f"older than the newest {keep} {arch or 'unknown-architecture'} AMIs "
-                        f"(created {stamp:%Y-%m-%dT%H:%M:%SZ})",
-                        spec.retention.skipInUse,
-                        tuple(sorted(management.items())),
-                    )
-                )
-    return effects
+            beyond += [
+                (stamp, region, i) for stamp, i in ranked[keep:] if (region, i.image_id) not in protected
+            ]
+    oldest_first = sorted(beyond, key=lambda b: (b[0], b[1], b[2].image_id))[:MAX_REMOVALS_PER_SYNC]
+    return [
+        Deregister(
+            region,
+            image.image_id,
+            image.snapshot_ids,
+            f"older than the newest {keep} {image.architecture or 'unknown-architecture'} AMIs "
+            f"(created {format_timestamp(stamp)})",
+            spec.retention.skipInUse,
+            tuple(sorted(management.items())),
+        )
+        for stamp, region, image in oldest_first
+    ]
 
 
 def report_conditions(reports: Sequence[Report]) -> list[Wanted]:

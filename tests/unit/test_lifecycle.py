@@ -234,17 +234,22 @@ def test_several_architectures_are_published_per_architecture_in_every_region() 
     )
     assert of(Publish, decision) == [
         Publish(COPY, PARAMETER, EU),
+        Publish(HOME, PARAMETER, X86),  # the name itself keeps the primary: it never goes stale
         Publish(HOME, f"{PARAMETER}/arm64", ARM),
         Publish(HOME, f"{PARAMETER}/x86_64", X86),
     ]
 
 
-def test_parameter_names() -> None:
-    assert parameter_names("/p/x", ["x86_64"]) == {"x86_64": "/p/x"}
-    assert parameter_names("/p/x", ["x86_64", "arm64", "x86_64"]) == {
-        "arm64": "/p/x/arm64",
-        "x86_64": "/p/x/x86_64",
-    }
+@pytest.mark.parametrize(
+    ("architectures", "names"),
+    [
+        ([], {}),
+        (["arm64"], {"/p/x": "arm64"}),
+        (["x86_64", "arm64", "x86_64"], {"/p/x": "x86_64", "/p/x/arm64": "arm64", "/p/x/x86_64": "x86_64"}),
+    ],
+)
+def test_parameter_names(architectures: list[str], names: dict[str, str]) -> None:
+    assert parameter_names("/p/x", architectures) == names
 
 
 # -- keep N -----------------------------------------------------------------------------------------------
@@ -256,13 +261,36 @@ def test_keep_two_deregisters_all_but_the_new_ami_and_the_newest_older_one() -> 
     decision = finished_sync(raw, f"{HOME}:{X86}", {HOME: (fresh(X86),)}, {HOME: olds})
 
     removed = of(Deregister, decision)
-    assert [d.image_id for d in removed] == [o.image_id for o in olds[1:]]
+    assert [d.image_id for d in removed] == [o.image_id for o in reversed(olds[1:])]  # oldest first
     assert all(d.region == HOME and d.skip_in_use for d in removed)
-    assert removed[0].snapshot_ids == ("snap-0old0000000000002",)
+    assert removed[-1].snapshot_ids == ("snap-0old0000000000002",)
     assert dict(removed[0].snapshot_tags)["created-by"] == NAME
     assert "newest 2" in removed[0].reason
     # Removal comes last: after the new AMI is tagged and the old ones retired.
     assert decision.effects[-len(removed) :] == tuple(removed)
+
+
+def test_at_most_five_removals_per_sync_oldest_first() -> None:
+    olds = tuple(older(f"ami-0old00000000000{n:02d}", n) for n in range(1, 13))
+    decision = finished_sync(
+        spec(retention={"keep": 1}), f"{HOME}:{X86}", {HOME: (fresh(X86),)}, {HOME: olds}
+    )
+    assert [d.image_id for d in of(Deregister, decision)] == [o.image_id for o in olds[::-1][:5]]
+
+
+def test_an_ami_a_published_parameter_still_names_is_not_removed() -> None:
+    # The parameter update in this sync may fail; consumers resolving it must never get a removed AMI.
+    olds = (older("ami-0old0000000000001", 1), older("ami-0old0000000000002", 2))
+    raw = spec(retention={"keep": 1}, publish={"ssmParameter": PARAMETER})
+    decision = finished_sync(
+        raw,
+        f"{HOME}:{X86}",
+        {HOME: (fresh(X86),)},
+        {HOME: olds},
+        {(HOME, PARAMETER): "ami-0old0000000000002"},
+    )
+    assert [d.image_id for d in of(Deregister, decision)] == ["ami-0old0000000000001"]
+    assert of(Publish, decision) == [Publish(HOME, PARAMETER, X86)]
 
 
 def test_keep_counts_per_architecture_and_never_removes_a_current_ami() -> None:
@@ -295,8 +323,8 @@ def test_retention_runs_in_every_region_the_status_knows() -> None:
         {COPY: eu_olds},
     )
     assert [(d.region, d.image_id) for d in of(Deregister, decision)] == [
-        (COPY, "ami-0eu00000000000001"),
         (COPY, "ami-0eu00000000000002"),
+        (COPY, "ami-0eu00000000000001"),
     ]
 
 
@@ -382,8 +410,8 @@ def test_a_build_that_finished_during_deletion_is_tagged_before_the_builder_goes
     assert tag.image_ids == (X86,)
     assert dict(tag.tags)["build-id"] == build_id_of(job)
     assert [e.image_id for e in of(Deregister, decision)] == [
-        "ami-0old0000000000001",
         "ami-0old0000000000002",
+        "ami-0old0000000000001",
     ]
 
 
@@ -404,3 +432,72 @@ def test_finalize_waits_for_a_pending_ami_but_not_forever(
     decision = decide_finalize(world_of(HookRequest.model_validate(req)), AmiFacts(built=built), now)
     assert decision.finalized is finalized
     assert decision.effects == ()
+
+
+# -- copies that are slower than the build ----------------------------------------------------------------
+
+
+def later_sync(
+    raw_spec: dict[str, Any], answer: Decision, message: str, facts: AmiFacts, now: datetime
+) -> Decision:
+    """The next sync of the same build (its Job kept), with the status `answer` wrote."""
+    status = json.loads(json.dumps(_response(answer)))["status"]
+    done = succeeded(observed_job(answer), finished=FINISHED)
+    req = request(parent(raw_spec, status=status), [done], [build_pod(done, message)])
+    return decide(world_of(HookRequest.model_validate(req)), facts, now)
+
+
+def observed_job(answer: Decision) -> dict[str, Any]:
+    (job,) = answer.children
+    return job
+
+
+def test_a_copy_still_pending_when_the_build_is_recorded_is_tagged_once_available() -> None:
+    message = f"{HOME}:{X86},{COPY}:{EU}"
+    first = finished_sync(
+        spec(), message, {HOME: (fresh(X86),), COPY: (replace(fresh(EU), state="pending"),)}
+    )
+    (tag,) = of(TagImages, first)
+    assert tag.region == HOME
+    assert len(first.children) == 1
+    tagged = replace(fresh(X86), tags=dict(tag.tags))
+    facts = AmiFacts(
+        managed=(tagged,), base_image=BASE, built=(tagged,), elsewhere={COPY: RegionImages((), (fresh(EU),))}
+    )
+
+    later = later_sync(spec(), first, message, facts, NOW + timedelta(minutes=5))
+
+    assert [(e.region, e.image_ids) for e in of(TagImages, later)] == [(COPY, (EU,))]
+    assert images(later) == [(COPY, "x86_64", EU), (HOME, "x86_64", X86)]
+
+
+def test_a_copy_that_never_appears_is_reported_and_the_report_stays() -> None:
+    message = f"{HOME}:{X86},{COPY}:{EU}"
+    first = finished_sync(spec(), message, {HOME: (fresh(X86),)})
+    (tag,) = of(TagImages, first)
+    tagged = replace(fresh(X86), tags=dict(tag.tags))
+    facts = AmiFacts(managed=(tagged,), base_image=BASE, built=(tagged,))
+
+    overdue = later_sync(spec(), first, message, facts, FINISHED + timedelta(hours=1))
+    (failed,) = [c for c in overdue.status.conditions if c.type == "ImageCopyFailed"]
+    assert EU in failed.message
+    assert COPY in failed.message
+    assert overdue.status.state == "AMICreated"
+
+    after = later_sync(spec(), overdue, message, facts, FINISHED + timedelta(hours=2))
+    assert [c for c in after.status.conditions if c.type == "ImageCopyFailed"] == [failed]
+
+
+def test_finalize_tags_what_is_usable_and_waits_for_a_copy_on_its_way() -> None:
+    status, job = first_job(spec())
+    done = succeeded(job, finished=FINISHED)
+    req = request(parent(spec(), status=status), [done], [build_pod(done, f"{HOME}:{X86},{COPY}:{EU}")])
+    facts = AmiFacts(
+        built=(fresh(X86),), elsewhere={COPY: RegionImages((), (replace(fresh(EU), state="pending"),))}
+    )
+
+    decision = decide_finalize(world_of(HookRequest.model_validate(req)), facts, NOW)
+
+    assert decision.finalized is False
+    assert EU in decision.status.lastRunMessage
+    assert [e.image_ids for e in of(TagImages, decision)] == [(X86,)]
