@@ -3,10 +3,14 @@
 import json
 import re
 from datetime import timedelta
+from typing import cast
 
 import yaml
 
-from app import conditions, outcome
+from app import conditions, effects, outcome
+from app.carry_out import carry_out
+from app.ec2 import ImageSource
+from app.lifecycle import MAX_REMOVALS_PER_SYNC, parameter_names, report_conditions
 from app.spec import PackerBuilderSpec, Publish, Retention, parse_spec
 from tests.deploy.manifests import CHART, EXAMPLES, ROOT, crd_schema, load_yaml, schema_errors, strict
 
@@ -152,3 +156,41 @@ def test_doc_names_real_iam_statements() -> None:
     named = set(re.findall(r"statement `(\w+)`", DOC.read_text()))
     assert named
     assert named <= sids
+
+
+def test_doc_and_readme_state_the_removal_cap() -> None:
+    doc, readme = DOC.read_text(), README.read_text()
+    assert f"At most {MAX_REMOVALS_PER_SYNC} removals per sync" in doc
+    assert "`MAX_REMOVALS_PER_SYNC` in `app/lifecycle.py`" in doc
+    assert "no cap per sync" not in doc
+    for text in (doc, readme):
+        caps = re.findall(r"at most (\d+) (?:removals )?per sync", text, re.IGNORECASE)
+        assert caps, "the cap is not stated"
+        assert {int(cap) for cap in caps} == {MAX_REMOVALS_PER_SYNC}
+
+
+def test_doc_parameter_names_are_the_ones_published() -> None:
+    """The plain name holds the x86_64 AMI; with several architectures each is also at <name>/<arch>."""
+    text = DOC.read_text()
+    name = "/platform/ami/eks-al2023"
+    both = parameter_names(name, ["arm64", "x86_64"])
+    assert both == {name: "x86_64", f"{name}/x86_64": "x86_64", f"{name}/arm64": "arm64"}
+    assert parameter_names(name, ["arm64"]) == {name: "arm64"}
+    for parameter in both:
+        assert f"`{parameter}`" in text, parameter
+    assert "goes on holding the x86_64 AMI" in text
+    assert "The name itself always holds the region's primary current AMI" in text
+
+
+def test_doc_quotes_the_refusal_outside_the_publish_prefix() -> None:
+    prefix = load_yaml(CHART / "values.yaml")["hook"]["publishParameterPrefix"]
+    refused = effects.Publish("us-west-2", "/teams/web/eks-al2023", "ami-0bbb0000000000002")
+    # Refused before any AWS call: nothing is asked of the image source.
+    reports = carry_out(cast(ImageSource, object()), [refused], "eks-al2023", publish_prefix=prefix)
+    (wanted,) = report_conditions(reports)
+    assert wanted.type == conditions.PUBLISH_FAILED
+    assert f"\n{wanted.message}\n" in DOC.read_text()
+    settings = (ROOT / "app" / "settings.py").read_text()
+    assert 'os.environ.get("PUBLISH_PARAMETER_PREFIX"' in settings
+    for doc in (DOC, README):
+        assert "`PUBLISH_PARAMETER_PREFIX`" in doc.read_text(), doc.name
