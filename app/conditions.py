@@ -18,6 +18,8 @@ AWS_ERROR = "AWSError"
 BASE_IMAGE_OUTDATED = "BaseImageOutdated"
 SCHEDULED = "Scheduled"
 SUSPENDED = "Suspended"
+# The shared AMI index answered from values older than INDEX_STALE_AFTER_SECONDS.
+IMAGE_INDEX_STALE = "ImageIndexStale"
 # Retention and distribution (app.lifecycle): present only while something did not happen.
 IMAGE_COPY_FAILED = "ImageCopyFailed"
 DEPRECATION_NOT_SET = "DeprecationNotSet"

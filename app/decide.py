@@ -160,6 +160,24 @@ def decide_finalize(world: World, facts: AmiFacts, now: datetime) -> Decision:
     )
 
 
+# What an answer says about AMIs and builds: changing any of it is acting, decided on exact facts.
+_ACTING_FIELDS = ("state", "jobName", "jobStatus", "lastRunBuiltImageID", "images", "failedJobCount")
+
+
+def acts(world: World, decision: Decision) -> bool:
+    """Whether the answer changes anything in AWS, in the Jobs, or in what the status says about AMIs.
+
+    An answer that does not (a Ready builder re-checked on its timer) may rest on facts up to an index
+    period old; one that does must be decided again on exact facts (app.image_index).
+    """
+    if decision.effects:
+        return True
+    live = sorted(j.name for j in world.jobs if not j.deleting)
+    if sorted(str(c["metadata"]["name"]) for c in decision.children) != live:
+        return True
+    return any(getattr(world.status, f) != getattr(decision.status, f) for f in _ACTING_FIELDS)
+
+
 def with_reports(world: World, decision: Decision, reports: Sequence[Report], now: datetime) -> Decision:
     """The decision's status once its effects were carried out: a condition for each kind that did not."""
     wanted = report_conditions(reports)
@@ -376,6 +394,9 @@ class _Reconcile:
             wanted.append(
                 cond.true(cond.SUSPENDED, "spec.suspend is true: no new build starts; a running one finishes")
             )
+        if self.facts.stale:
+            message = f"Answering from old facts: {self.facts.stale}; no build starts until AWS answers"
+            wanted.append(cond.true(cond.IMAGE_INDEX_STALE, message))
         if self.plan.copy_failures:
             message = "Reported AMIs not usable: " + "; ".join(self.plan.copy_failures)
             wanted.append(cond.true(cond.IMAGE_COPY_FAILED, message))

@@ -7,10 +7,7 @@ with a 10 s budget, and every botocore failure leaves as an AwsError that says w
 from __future__ import annotations
 
 import re
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,7 +22,6 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 from botocore.parsers import ResponseParserError
-from cachetools import TTLCache
 
 from app.aws_clients import PerRegion, bounded_config
 from app.base_image import AMI_ID, BaseImageMissing, BaseLookup, BaseSource, FilterSource, ParameterSource
@@ -82,7 +78,15 @@ class AwsError(Exception):
 
 
 class ImageSource(Protocol):
-    """What the hook needs from EC2; `Ec2` is the real one, tests pass fakes."""
+    """What the hook needs from EC2; `Ec2` reads AWS directly, `app.image_index.IndexedImages` from memory."""
+
+    def exact(self) -> ImageSource:
+        """The view to decide on before acting: the builder's AMIs and parameters as AWS has them now."""
+        ...
+
+    def stale(self, region: str) -> str:
+        """Why the region's facts may be too old to trust ("" when they are not)."""
+        ...
 
     def base_image(self, region: str, source: BaseSource) -> BaseLookup: ...
 
@@ -108,7 +112,7 @@ class ImageSource(Protocol):
 
 
 class Ec2:
-    """EC2 through boto3: one lazily created client per region, a TTL cache for base image lookups.
+    """EC2 and SSM through boto3, every call direct: one lazily created client per region.
 
     The endpoint comes from boto3 itself (AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL, and AWS_ENDPOINT_URL_SSM
     for parameters), so moto and real AWS are configured the same way.
@@ -117,12 +121,10 @@ class Ec2:
     def __init__(
         self,
         *,
-        base_image_ttl_seconds: float = 300,
         connect_timeout: float = 1,
         read_timeout: float = 2,
         max_attempts: int = 2,
         session: boto3.session.Session | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session = session or boto3.session.Session()
         config = bounded_config(connect_timeout, read_timeout, max_attempts)
@@ -132,40 +134,19 @@ class Ec2:
         self._ssm: PerRegion[SSMClient] = PerRegion(
             lambda region: self._session.client("ssm", region_name=region, config=config)
         )
-        self._lock = threading.Lock()
-        self._base_images: TTLCache[tuple[str, BaseSource], BaseLookup] = TTLCache(
-            maxsize=_MAX_CACHED_SELECTORS, ttl=base_image_ttl_seconds, timer=clock
-        )
-        self._in_flight: dict[tuple[str, BaseSource], Future[BaseLookup]] = {}
+
+    def exact(self) -> Ec2:
+        """Every read here is exact already."""
+        return self
+
+    def stale(self, region: str) -> str:
+        return ""
 
     def base_image(self, region: str, source: BaseSource) -> BaseLookup:
-        """The base AMI the source names now (cached per region and source), or why there is none."""
-        key = (region, source)
-        with self._lock:
-            if key in self._base_images:
-                return self._base_images[key]
-            pending = self._in_flight.get(key)
-            if pending is None:
-                pending = self._in_flight[key] = Future()
-                owner = True
-            else:
-                owner = False
-        if not owner:
-            # Builders sharing a selector wait for the one lookup in progress instead of repeating it,
-            # and share its failure too: waiting in turn for the same timeout would blow the hook budget.
-            return pending.result()
-        try:
-            image = self._resolve(region, source)
-        except BaseException as exc:
-            with self._lock:
-                del self._in_flight[key]
-            pending.set_exception(exc)
-            raise
-        with self._lock:
-            self._base_images[key] = image
-            del self._in_flight[key]
-        pending.set_result(image)
-        return image
+        """The base AMI the source names now, or why there is none (app.image_index caches it)."""
+        if isinstance(source, FilterSource):
+            return self._newest(region, source)
+        return self._from_parameter(region, source)
 
     def managed_images(self, region: str, tags: Mapping[str, str]) -> list[Image]:
         """Our own AMIs carrying every one of `tags` exactly, newest first."""
@@ -318,11 +299,6 @@ class Ec2:
             for version in versions
             if version.get("LaunchTemplateData", {}).get("ImageId") in image_ids
         ]
-
-    def _resolve(self, region: str, source: BaseSource) -> BaseLookup:
-        if isinstance(source, FilterSource):
-            return self._newest(region, source)
-        return self._from_parameter(region, source)
 
     def _newest(self, region: str, source: FilterSource) -> BaseLookup:
         if not source.filters:

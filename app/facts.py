@@ -41,6 +41,9 @@ class AmiFacts:
     parameters: Mapping[tuple[str, str], str | None] = field(default_factory=dict)
     """With spec.publish: the value of each parameter the current AMIs are published to, by (region, name)."""
 
+    stale: str = ""
+    """Why the managed-AMI facts may be old (the index has not been refreshed for a while); "" if fresh."""
+
     def regions(self, home: str) -> dict[str, RegionImages]:
         """Every region's images, spec.region's included."""
         return {**self.elsewhere, home: RegionImages(self.managed, self.built)}

@@ -17,6 +17,7 @@ from app.build import LABEL_OWNER_UID
 from app.decide import Decision
 from app.ec2 import Ec2, ImageSource
 from app.hooks import CustomizeRequest, CustomizeResponse, HookRequest, RelatedResourceRule
+from app.image_index import IndexedImages, Refresher
 from app.notify.channels import dispatcher_from
 from app.notify.dispatch import Dispatcher
 from app.notify.targets import secret_rule
@@ -82,16 +83,32 @@ def create_app(
     publish_prefix = settings.publish_parameter_prefix
     dispatcher = notifier or dispatcher_from(settings)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    source: ImageSource = images or Ec2(
-        base_image_ttl_seconds=settings.base_image_cache_seconds,
-        connect_timeout=settings.aws_connect_timeout,
-        read_timeout=settings.aws_read_timeout,
-        max_attempts=settings.aws_max_attempts,
-    )
+    source: ImageSource
+    refresher: Refresher | None = None
+    if images is None:
+        ec2 = Ec2(
+            connect_timeout=settings.aws_connect_timeout,
+            read_timeout=settings.aws_read_timeout,
+            max_attempts=settings.aws_max_attempts,
+        )
+        indexed = IndexedImages(
+            ec2,
+            period=settings.index_refresh_seconds,
+            base_period=settings.base_image_cache_seconds,
+            stale_after=settings.index_stale_after_seconds,
+        )
+        tick = max(1.0, min(settings.index_refresh_seconds, settings.base_image_cache_seconds) / 4)
+        source, refresher = indexed, Refresher(indexed, settings.index_regions, tick)
+    else:
+        source = images
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if refresher is not None:
+            refresher.start()
         yield
+        if refresher is not None:
+            await asyncio.to_thread(refresher.stop)
         # Only the sync that first sees a transition announces it: what is still queued now is lost for good.
         await asyncio.to_thread(dispatcher.flush, SHUTDOWN_FLUSH_SECONDS)
 
@@ -147,8 +164,11 @@ def create_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/readyz")
-    def readyz() -> dict[str, str]:
+    @api.get("/readyz", response_model=None)
+    def readyz() -> dict[str, str] | JSONResponse:
+        """Not ready until the AMI index's first fill has succeeded or failed: no sync meets a cold replica."""
+        if refresher is not None and not refresher.ready.is_set():
+            return JSONResponse(status_code=503, content={"status": "filling the AMI index"})
         return {"status": "ready"}
 
     @api.get("/metrics", response_class=PlainTextResponse)

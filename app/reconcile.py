@@ -7,7 +7,15 @@ from datetime import datetime
 
 from app.base_image import base_source
 from app.carry_out import carry_out
-from app.decide import Decision, World, decide, decide_finalize, needs_facts_to_finalize, with_reports
+from app.decide import (
+    Decision,
+    World,
+    acts,
+    decide,
+    decide_finalize,
+    needs_facts_to_finalize,
+    with_reports,
+)
 from app.ec2 import AwsError, ImageSource
 from app.facts import AmiFacts, AwsFault, RegionImages
 from app.hooks import HookRequest
@@ -70,7 +78,7 @@ def _parameters(
         architectures = {i.architecture for i in (*found.managed, *found.built) if i.state == "available"}
         names = {
             spec.publish.ssmParameter,
-            *parameter_names(spec.publish.ssmParameter, sorted(architectures)).values(),
+            *parameter_names(spec.publish.ssmParameter, sorted(architectures)),
         }
         for name in sorted(n for n in names if n.startswith(publish_prefix)):
             values[(region, name)] = images.parameter_value(region, name)
@@ -105,6 +113,7 @@ def gather(
         return AmiFacts(fault=_fault(error))
     home = regions.pop(spec.region)
     return AmiFacts(
+        stale=images.stale(spec.region),
         managed=home.managed,
         base_image=base,
         built=home.built,
@@ -147,7 +156,13 @@ def sync(request: HookRequest, images: ImageSource, now: datetime, publish_prefi
         return decide(world, AmiFacts(), now)
     facts = gather(images, world.meta.name, world.spec, world.status, _latest_report(world), publish_prefix)
     decision = decide(world, facts, now)
-    return _carried_out(world, decision, images, now, publish_prefix, lambda fault: decide(world, fault, now))
+    exact = images.exact()
+    if exact is not images and acts(world, decision):
+        facts = gather(
+            exact, world.meta.name, world.spec, world.status, _latest_report(world), publish_prefix
+        )
+        decision = decide(world, facts, now)
+    return _carried_out(world, decision, exact, now, publish_prefix, lambda fault: decide(world, fault, now))
 
 
 def finalize(request: HookRequest, images: ImageSource, now: datetime, publish_prefix: str = "") -> Decision:
@@ -155,10 +170,11 @@ def finalize(request: HookRequest, images: ImageSource, now: datetime, publish_p
     world = world_of(request)
     if isinstance(world.spec, SpecError) or not needs_facts_to_finalize(world):
         return decide_finalize(world, AmiFacts(), now)
-    facts = gather(images, world.meta.name, world.spec, world.status, _latest_report(world), publish_prefix)
+    exact = images.exact()
+    facts = gather(exact, world.meta.name, world.spec, world.status, _latest_report(world), publish_prefix)
     decision = decide_finalize(world, facts, now)
     return _carried_out(
-        world, decision, images, now, publish_prefix, lambda fault: decide_finalize(world, fault, now)
+        world, decision, exact, now, publish_prefix, lambda fault: decide_finalize(world, fault, now)
     )
 
 

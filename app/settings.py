@@ -12,10 +12,24 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"environment variable {name}={raw!r} is not a number") from exc
 
 
+def _regions() -> tuple[str, ...]:
+    """INDEX_REGIONS (comma-separated), else the hook's own default region, else none."""
+    raw = os.environ.get("INDEX_REGIONS", "") or os.environ.get("AWS_REGION", "")
+    raw = raw or os.environ.get("AWS_DEFAULT_REGION", "")
+    return tuple(region.strip() for region in raw.split(",") if region.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     log_level: str = "INFO"
+    # How often a base-image lookup (filters or SSM parameter) is refreshed in the background.
     base_image_cache_seconds: float = 300
+    # How often the index of managed AMIs (and published parameters) is refreshed in the background.
+    index_refresh_seconds: float = 60
+    # Older than this, the index is reported in a condition and a build confirms its base image directly.
+    index_stale_after_seconds: float = 300
+    # Regions whose index is filled at start-up, before /readyz says ready; others fill on first use.
+    index_regions: tuple[str, ...] = ()
     aws_connect_timeout: float = 1
     aws_read_timeout: float = 2
     aws_max_attempts: int = 2
@@ -35,6 +49,9 @@ class Settings:
         return cls(
             log_level=os.environ.get("LOG_LEVEL", "INFO").upper(),
             base_image_cache_seconds=_float("BASE_IMAGE_CACHE_SECONDS", cls.base_image_cache_seconds),
+            index_refresh_seconds=_float("INDEX_REFRESH_SECONDS", cls.index_refresh_seconds),
+            index_stale_after_seconds=_float("INDEX_STALE_AFTER_SECONDS", cls.index_stale_after_seconds),
+            index_regions=_regions(),
             aws_connect_timeout=_float("AWS_CONNECT_TIMEOUT_SECONDS", cls.aws_connect_timeout),
             aws_read_timeout=_float("AWS_READ_TIMEOUT_SECONDS", cls.aws_read_timeout),
             aws_max_attempts=int(_float("AWS_MAX_ATTEMPTS", cls.aws_max_attempts)),

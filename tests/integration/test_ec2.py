@@ -3,7 +3,6 @@
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -117,62 +116,6 @@ def test_equal_creation_dates_are_broken_by_name_then_id(session: boto3.session.
 
     assert isinstance(image, Image)
     assert image.image_id == "ami-0000000000000000b"
-
-
-def test_base_image_is_cached_per_selector_until_the_ttl_passes(session: boto3.session.Session) -> None:
-    clock = Clock()
-    sends = Sends(session, "DescribeImages")
-    ec2 = Ec2(session=session, base_image_ttl_seconds=300, clock=clock)
-    reordered = list(reversed(SEED_FILTERS))
-
-    first = ec2.base_image(REGION, filter_source(SEED_FILTERS))
-    clock.now += 299
-    again = ec2.base_image(REGION, filter_source(reordered))
-    assert sends.count == 1
-    assert again == first
-
-    ec2.base_image(REGION, filter_source(SEED_FILTERS[:1]))
-    assert sends.count == 2, "a different selector is a different entry"
-    ec2.base_image("eu-west-1", filter_source(SEED_FILTERS))
-    assert sends.count == 3, "a different region is a different entry"
-
-    clock.now += 2
-    assert ec2.base_image(REGION, filter_source(SEED_FILTERS)) == first
-    assert sends.count == 4, "after the TTL EC2 is asked again"
-
-
-def test_concurrent_lookups_of_one_selector_share_one_call(session: boto3.session.Session) -> None:
-    sends = Sends(session, "DescribeImages")
-    sends.delay = 0.3
-    ec2 = Ec2(session=session)
-    ids: list[str | None] = []
-
-    def look() -> None:
-        image = ec2.base_image(REGION, filter_source(SEED_FILTERS))
-        ids.append(image.image_id if isinstance(image, Image) else None)
-
-    threads = [threading.Thread(target=look) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert ids == [NEWEST_EKS_130_X86] * 8
-    assert sends.count == 1
-
-
-def test_errors_are_not_cached(session: boto3.session.Session) -> None:
-    sends = Sends(session, "DescribeImages", answer=ec2_error(503, "Unavailable"))
-    ec2 = Ec2(session=session, max_attempts=1)
-
-    with pytest.raises(AwsError):
-        ec2.base_image(REGION, filter_source(SEED_FILTERS))
-    sends.answer = None
-
-    image = ec2.base_image(REGION, filter_source(SEED_FILTERS))
-    assert isinstance(image, Image)
-    assert image.image_id == NEWEST_EKS_130_X86
-    assert sends.count == 2
 
 
 def test_one_client_per_region(session: boto3.session.Session) -> None:

@@ -15,9 +15,7 @@ from app.settings import Settings
 from app.tags import Image, format_timestamp
 from tests.aws import (
     NEWEST_EKS_130_X86,
-    OLDEST_EKS_130_X86,
     REGION,
-    Sends,
     ec2_client,
     register_built_ami,
     tags_of,
@@ -65,8 +63,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 def hook(ec2_env: str, clock: Clock) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
-    # A zero TTL: each sync reads the parameter again, as the next one would after the cache expires.
-    app = create_app(Settings(base_image_cache_seconds=0), images=Ec2(base_image_ttl_seconds=0), clock=clock)
+    # Direct EC2: each sync reads the parameter again, as the next one would after a background refresh.
+    app = create_app(Settings(), images=Ec2(), clock=clock)
     with serve(app) as url:
 
         def sync(body: dict[str, Any]) -> dict[str, Any]:
@@ -109,17 +107,6 @@ def test_parameter_without_a_usable_ami_is_missing(
     if value is not None:
         put(ssm, value)
     assert Ec2().base_image(REGION, ParameterSource(PARAMETER)) == BaseImageMissing(reason)
-
-
-def test_parameter_lookups_are_cached_and_shared(ec2_env: str, ssm: "SSMClient") -> None:
-    put(ssm, NEWEST_EKS_130_X86)
-    session = boto3.session.Session()
-    sends = Sends(session, "GetParameter", service="ssm")
-    ec2 = Ec2(session=session)
-    first = ec2.base_image(REGION, ParameterSource(PARAMETER))
-    put(ssm, OLDEST_EKS_130_X86)
-    assert ec2.base_image(REGION, ParameterSource(PARAMETER)) == first
-    assert sends.count == 1
 
 
 # -- the hook over HTTP ------------------------------------------------------------------------------------

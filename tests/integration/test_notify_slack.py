@@ -31,6 +31,12 @@ TIMEOUT = 1
 class NoAmis:
     """EC2 with the seed's base AMI and nothing built yet: every new builder needs a build."""
 
+    def exact(self) -> "NoAmis":
+        return self
+
+    def stale(self, region: str) -> str:
+        return ""
+
     def base_image(self, region: str, source: BaseSource) -> BaseLookup:
         return base_image()
 

@@ -29,6 +29,12 @@ Call = tuple[str, str, str]
 class FakeEc2:
     """Records every call in order; `fail` makes a method raise for all calls, one region or one id."""
 
+    def exact(self) -> "FakeEc2":
+        return self
+
+    def stale(self, region: str) -> str:
+        return ""
+
     def __init__(self, users: Mapping[str, str] | None = None) -> None:
         self.users = dict(users or {})
         self.calls: list[Call] = []
