@@ -134,9 +134,9 @@ def create_app(
     def sync(request: HookRequest) -> dict[str, Any]:
         """Sync hook: the Jobs that must exist for this PackerBuilder and its status."""
         now = clock()
-        decision, news = reconcile.announce(
-            request, reconcile.sync(request, source, now, publish_prefix), now, fallback_slack_token
-        )
+        world = reconcile.world_of(request)
+        decision = reconcile.sync(world, source, now, publish_prefix)
+        decision, news = reconcile.announce(request, world, decision, now, fallback_slack_token)
         body = _response(decision)
         # Queued, not sent: a slow or failing notifier never delays or fails the answer.
         dispatcher.submit(news.events, news.targets)

@@ -150,8 +150,7 @@ def _carried_out(
     return with_reports(world, decision, reports, now)
 
 
-def sync(request: HookRequest, images: ImageSource, now: datetime, publish_prefix: str = "") -> Decision:
-    world = world_of(request)
+def sync(world: World, images: ImageSource, now: datetime, publish_prefix: str = "") -> Decision:
     if isinstance(world.spec, SpecError):
         return decide(world, AmiFacts(), now)
     facts = gather(images, world.meta.name, world.spec, world.status, _latest_report(world), publish_prefix)
@@ -179,10 +178,9 @@ def finalize(request: HookRequest, images: ImageSource, now: datetime, publish_p
 
 
 def announce(
-    request: HookRequest, decision: Decision, now: datetime, fallback_slack_token: str
+    request: HookRequest, world: World, decision: Decision, now: datetime, fallback_slack_token: str
 ) -> tuple[Decision, notifications.Announcement]:
     """The notifier's part of a sync: NotifierReady in the status, and the transitions to announce."""
-    world = world_of(request)
     secrets = read_secrets(request.related.get(SECRET_GROUP, {}).values(), world.meta.namespace)
     try:
         news = notifications.announce(

@@ -182,7 +182,7 @@ def announced(body: dict[str, Any], now: Any = T0, fallback: str = "") -> Announ
     """What the shell adds after decide(); here decide's status is taken to be the recorded one."""
     req = HookRequest.model_validate(body)
     decision = Decision(children=(), status=world_of(req).status, resync_seconds=60)
-    answered, result = reconcile.announce(req, decision, now, fallback)
+    answered, result = reconcile.announce(req, reconcile.world_of(req), decision, now, fallback)
     assert answered.status == result.status
     return result
 
