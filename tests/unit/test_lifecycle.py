@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from app.decide import Decision, decide, decide_finalize, with_reports
+from app.decide import Decision, acts, decide, decide_finalize, with_reports
 from app.effects import Deprecate, Deregister, Publish, Report, Result, TagImages
 from app.facts import AmiFacts, RegionImages
 from app.hooks import HookRequest
 from app.lifecycle import deprecation_moment, parameter_names
 from app.main import _response
 from app.reconcile import world_of
-from app.tags import Image
+from app.tags import Image, format_timestamp
 from tests.builders import (
     NAME,
     T0,
@@ -501,3 +501,61 @@ def test_finalize_tags_what_is_usable_and_waits_for_a_copy_on_its_way() -> None:
     assert decision.finalized is False
     assert EU in decision.status.lastRunMessage
     assert [e.image_ids for e in of(TagImages, decision)] == [(X86,)]
+
+
+# -- which answers act (and so are decided again on exact facts) -----------------------------------------------
+
+
+def steady() -> tuple[dict[str, Any], AmiFacts, Decision]:
+    """A Ready builder re-checked on its timer: its AMI tagged, its status recorded."""
+    first = finished_sync(spec(), f"{HOME}:{X86}", {HOME: (fresh(X86),)})
+    (tag,) = of(TagImages, first)
+    tagged = replace(fresh(X86), tags=dict(tag.tags))
+    status = json.loads(json.dumps(_response(first)))["status"]
+    facts = AmiFacts(managed=(tagged,), base_image=BASE)
+    req = request(parent(spec(), status=status))
+    return req, facts, decide(world_of(HookRequest.model_validate(req)), facts, NOW)
+
+
+def test_a_ready_builder_rechecked_does_not_act() -> None:
+    req, _, decision = steady()
+    assert acts(world_of(HookRequest.model_validate(req)), decision) is False
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "no AMI (a build starts)",
+        "a new AMI tagged by someone else (adoption)",
+        "an effect (retention due)",
+    ],
+)
+def test_answers_that_change_jobs_status_or_aws_act(change: str) -> None:
+    req, facts, _ = steady()
+    world = world_of(HookRequest.model_validate(req))
+    if change.startswith("no AMI"):
+        facts = AmiFacts(base_image=BASE)
+    elif change.startswith("a new AMI"):
+        newer = replace(
+            facts.managed[0],
+            image_id="ami-0fff0000000000001",
+            tags={**facts.managed[0].tags, "create-timestamp": format_timestamp(NOW)},
+        )
+        facts = AmiFacts(managed=(*facts.managed, newer), base_image=BASE)
+    else:
+        world = world_of(
+            HookRequest.model_validate(
+                {**req, "parent": {**req["parent"], "spec": spec(retention={"keep": 1})}}
+            )
+        )
+        facts = AmiFacts(managed=(*facts.managed, older("ami-0old0000000000001", 3)), base_image=BASE)
+    assert acts(world, decide(world, facts, NOW)) is True
+
+
+def test_an_old_index_is_said_in_a_condition_without_acting() -> None:
+    req, facts, _ = steady()
+    world = world_of(HookRequest.model_validate(req))
+    decision = decide(world, replace(facts, stale="the AMI index of us-west-2 is 400 s old"), NOW)
+    (stale,) = [c for c in decision.status.conditions if c.type == "ImageIndexStale"]
+    assert "400 s old" in stale.message
+    assert acts(world, decision) is False
