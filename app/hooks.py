@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from app.spec import ObjectMeta
 
@@ -35,7 +35,8 @@ class HookRequest(BaseModel):
     parent: Parent
     children: Groups = Field(default_factory=dict)
     related: Groups = Field(default_factory=dict)
-    finalizing: bool = False
+    # Strict: `finalizing: 0` or "false" is a malformed request, not a sync.
+    finalizing: StrictBool = False
 
     @field_validator("children", "related", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictInt,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -26,6 +27,7 @@ from pydantic import (
 )
 
 from app.durations import DURATION_PATTERN, parse_duration
+from app.regions import known_region
 
 API_GROUP = "ami.refresh.ops"
 API_VERSION = f"{API_GROUP}/v1alpha1"
@@ -150,7 +152,10 @@ Branch = Annotated[
     _pattern(_BRANCH),
 ]
 Region = Annotated[
-    str, AfterValidator(_matching(_REGION, "an AWS region such as us-west-2")), _pattern(_REGION)
+    str,
+    AfterValidator(_matching(_REGION, "an AWS region such as us-west-2")),
+    AfterValidator(known_region),
+    _pattern(_REGION),
 ]
 VariableName = Annotated[
     str, AfterValidator(_matching(_VARIABLE_NAME, "a Packer variable name")), _pattern(_VARIABLE_NAME)
@@ -485,7 +490,8 @@ class ObjectMeta(BaseModel):
     name: str = Field(min_length=1)
     namespace: str = "default"
     uid: str = ""
-    generation: int = 0
+    # Strict: a `generation: false` coerced to 0 would silently reset the failure budget.
+    generation: StrictInt = 0
     creationTimestamp: str = ""
 
 

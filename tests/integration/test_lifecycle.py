@@ -134,6 +134,10 @@ def test_same_request_twice_is_byte_identical_over_http(hook: str) -> None:
         (b'{"parent": "x"}', 422),
         (b'{"parent": {"metadata": {}}}', 422),
         (b'{"children": {}}', 422),
+        (b'{"parent": {"metadata": {"name": "b", "generation": false}}}', 422),
+        (b'{"parent": {"metadata": {"name": "b", "generation": "1"}}}', 422),
+        (b'{"parent": {"metadata": {"name": "b"}}, "finalizing": 0}', 422),
+        (b'{"parent": {"metadata": {"name": "b"}}, "finalizing": "false"}', 422),
     ],
 )
 def test_malformed_requests_get_a_clear_4xx(hook: str, raw: bytes, expected: int) -> None:
@@ -141,6 +145,21 @@ def test_malformed_requests_get_a_clear_4xx(hook: str, raw: bytes, expected: int
     assert code == expected
     assert answer["error"] == "not a Metacontroller hook request"
     assert answer["problems"]
+    if b"generation" in raw or b"finalizing" in raw:
+        assert any(("generation" in p or "finalizing" in p) for p in answer["problems"]), answer
+
+
+def test_a_mistyped_region_is_an_invalid_spec_with_the_nearest_region(hook: str) -> None:
+    spec = copy.deepcopy(SEED_SPEC)
+    spec["region"] = "us-wset-2"
+    answer = sync(hook, request(parent(spec)))
+    assert answer["children"] == []
+    invalid = next(c for c in answer["status"]["conditions"] if c["type"] == "InvalidSpec")
+    assert (
+        invalid["message"]
+        == "spec.region: 'us-wset-2' is not an AWS region this hook knows; did you mean us-west-2?"
+    )
+    assert not any(c["type"] == "AWSError" for c in answer["status"]["conditions"])
 
 
 def test_customize_asks_for_this_builders_pods(hook: str) -> None:
