@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from app.settings import Settings
 from tests.deploy.manifests import (
     ALL_ON_VALUES,
     CHART,
@@ -130,6 +131,22 @@ def test_probes_hit_healthz_and_readyz(defaults: dict[str, Manifest]) -> None:
     assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
 
 
+def test_readiness_waits_for_the_index_fill_without_delaying_or_restarting_the_pod(
+    defaults: dict[str, Manifest],
+) -> None:
+    """/readyz alone decides when a pod is ready (it is 503 until the index's first fill was tried).
+
+    No initial delay is needed on top of it, a short period lets a pod in soon after its fill, and the fill is
+    not on the startup probe, whose failures restart the container: a slow EC2 must never keep a pod down.
+    """
+    container = _container(defaults["Deployment"])
+    readiness = container["readinessProbe"]
+    assert readiness.get("initialDelaySeconds", 0) == 0
+    assert readiness["periodSeconds"] <= 5
+    assert readiness["periodSeconds"] * readiness["failureThreshold"] >= 30
+    assert container["startupProbe"]["httpGet"]["path"] != "/readyz"
+
+
 def _env(container: Manifest) -> dict[str, Any]:
     return {item["name"]: item.get("value", item.get("valueFrom")) for item in container["env"]}
 
@@ -143,6 +160,8 @@ def test_settings_reach_the_container_as_env(
         "WEB_CONCURRENCY": "1",
         "LOG_LEVEL": "INFO",
         "BASE_IMAGE_CACHE_SECONDS": "300",
+        "INDEX_REFRESH_SECONDS": "60",
+        "INDEX_STALE_AFTER_SECONDS": "300",
         "PUBLISH_PARAMETER_PREFIX": "/platform/ami/",
         "NOTIFY_TIMEOUT_SECONDS": "3",
         "NOTIFY_DEDUPE_SECONDS": "86400",
@@ -162,6 +181,50 @@ def test_settings_reach_the_container_as_env(
         "500",
     )
     assert _container(all_on["Deployment"])["ports"][0]["containerPort"] == 9090
+
+
+def test_index_settings_reach_the_container_as_env(helm_home: Path) -> None:
+    objects = by_kind(
+        render(
+            helm_home,
+            "--set",
+            "hook.indexRefreshSeconds=30",
+            "--set",
+            "hook.indexStaleAfterSeconds=120",
+            "--set",
+            "hook.baseImageCacheSeconds=600",
+            # --set splits on commas: the one inside the list is escaped, as values.yaml says.
+            "--set",
+            "hook.indexRegions=us-west-2\\,eu-west-1",
+        )
+    )
+    env = _env(_container(objects["Deployment"]))
+    assert env["INDEX_REFRESH_SECONDS"] == "30"
+    assert env["INDEX_STALE_AFTER_SECONDS"] == "120"
+    assert env["BASE_IMAGE_CACHE_SECONDS"] == "600"
+    assert env["INDEX_REGIONS"] == "us-west-2,eu-west-1"
+
+
+def test_chart_defaults_are_the_hook_defaults() -> None:
+    """An unset chart value and an unset environment variable mean the same thing."""
+    hook = load_yaml(CHART / "values.yaml")["hook"]
+    settings = Settings()
+    assert hook["baseImageCacheSeconds"] == settings.base_image_cache_seconds
+    assert hook["indexRefreshSeconds"] == settings.index_refresh_seconds
+    assert hook["indexStaleAfterSeconds"] == settings.index_stale_after_seconds
+    # Empty: INDEX_REGIONS is not set and the hook falls back to AWS_REGION.
+    assert hook["indexRegions"] == ""
+
+
+def test_stale_limit_below_twice_the_refresh_period_fails_at_install_time(helm_home: Path) -> None:
+    args = ["--set", "hook.indexRefreshSeconds=200", "--set", "hook.indexStaleAfterSeconds=300"]
+    result = run_helm(helm_home, "template", "x", str(CHART), *args)
+    assert result.returncode != 0, "accepted a stale limit below twice the refresh period"
+    assert "hook.indexStaleAfterSeconds (300) must be at least twice hook.indexRefreshSeconds (200)" in (
+        result.stderr
+    )
+    ok = ["--set", "hook.indexRefreshSeconds=150", "--set", "hook.indexStaleAfterSeconds=300"]
+    assert run_helm(helm_home, "template", "x", str(CHART), *ok).returncode == 0
 
 
 def test_image_defaults_to_app_version_and_digest_wins(
@@ -302,6 +365,16 @@ WRONG_VALUES = {
     "publish prefix without trailing slash": "hook.publishParameterPrefix=/platform/ami",
     "publish prefix of every parameter": "hook.publishParameterPrefix=/",
     "publish prefix with a space": "hook.publishParameterPrefix=/platform ami/",
+    "base cache of zero": "hook.baseImageCacheSeconds=0",
+    "index refresh of zero": "hook.indexRefreshSeconds=0",
+    "negative index refresh": "hook.indexRefreshSeconds=-60",
+    "index refresh not a number": "hook.indexRefreshSeconds=often",
+    "index refresh over an hour": "hook.indexRefreshSeconds=7200",
+    "stale limit of zero": "hook.indexStaleAfterSeconds=0",
+    "stale limit not a number": "hook.indexStaleAfterSeconds=5m",
+    "index region not a region": "hook.indexRegions=Oregon",
+    "index regions separated by semicolons": "hook.indexRegions=us-west-2;eu-west-1",
+    "index regions ending in a comma": "hook.indexRegions=us-west-2\\,",
 }
 
 
