@@ -75,6 +75,8 @@ class Decision:
     resync_seconds: int
     effects: tuple[Effect, ...] = ()
     finalized: bool | None = None
+    ami_created_at: datetime | None = None
+    """When the builder's current AMI in spec.region (expired or not) was built, for its age metric."""
 
 
 def transition_time(world: World, now: datetime) -> datetime:
@@ -249,6 +251,11 @@ class _Reconcile:
     def run(self) -> Decision:
         if self.facts.fault is not None:
             return self._fault(self.facts.fault)
+        decision = self._decide()
+        newest_active = self._newest_active()
+        return replace(decision, ami_created_at=newest_active.created_at if newest_active else None)
+
+    def _decide(self) -> Decision:
         outcome = self.settle()
         effects = self.plan.effects
         current = self._current_image()
@@ -304,7 +311,7 @@ class _Reconcile:
         home = [i for region, i in self.plan.current if region == self.region]
         return newest(i for i in home if self.now <= i.expires_at(self.expires_in))
 
-    def _expired_image(self) -> Image | None:
+    def _newest_active(self) -> Image | None:
         return newest(i for region, i in self.plan.current if region == self.region)
 
     def _failed_count(self, replaces: str) -> int:
@@ -346,7 +353,7 @@ class _Reconcile:
         """The moment a build became due: base soaked, AMI expired, or the builder first needed an AMI."""
         if current is not None and self.base_check is not None:
             return self.base_check.soaked_at
-        expired = self._expired_image()
+        expired = self._newest_active()
         if expired is not None:
             return expired.expires_at(self.expires_in)
         ready = next((c for c in self.previous.conditions if c.type == cond.READY), None)
@@ -502,7 +509,7 @@ class _Reconcile:
             return cond.ready(
                 True, "AMIAvailable", f"AMI {current.image_id} is active until {until}", current.created_at
             )
-        expired = self._expired_image()
+        expired = self._newest_active()
         if expired is not None:
             until = format_timestamp(expired.expires_at(self.expires_in))
             return cond.ready(

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2.type_defs import FilterTypeDef, ImageTypeDef
     from mypy_boto3_ssm import SSMClient
 
+    from app.metrics import Metrics
+
 # Distinct (region, selector) pairs kept; far more than a cluster's worth of PackerBuilder selectors.
 _MAX_CACHED_SELECTORS = 1024
 _MAX_MESSAGE_LENGTH = 300
@@ -138,6 +140,10 @@ class Ec2:
     def exact(self) -> Ec2:
         """Every read here is exact already."""
         return self
+
+    def instrument(self, metrics: Metrics) -> None:
+        """Count and time every call of this adapter's clients (made from now on)."""
+        metrics.instrument(self._session.events)
 
     def stale(self, region: str) -> str:
         return ""

@@ -66,3 +66,15 @@ class Report:
     effect: Effect
     result: Result
     detail: str = ""
+
+
+def describe(effect: Effect) -> str:
+    """One line for logs: what the effect does, to which AMI, where (ids and names only)."""
+    if isinstance(effect, TagImages):
+        status = dict(effect.tags).get("status", "")
+        return f"tag {','.join(effect.image_ids)} {status or 'tags'} in {effect.region}"
+    if isinstance(effect, Deprecate):
+        return f"deprecate {effect.image_id} at {effect.at:%Y-%m-%dT%H:%M:%SZ} in {effect.region}"
+    if isinstance(effect, Publish):
+        return f"publish {effect.image_id} to {effect.parameter} in {effect.region}"
+    return f"deregister {effect.image_id} in {effect.region}"

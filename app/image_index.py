@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from app.base_image import BaseLookup, BaseSource
@@ -35,10 +35,12 @@ from app.tags import (
     PACKER_REPO,
     PACKER_REPO_BRANCH,
     Image,
+    format_timestamp,
 )
 
 if TYPE_CHECKING:
     from app.ec2 import Ec2
+    from app.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +134,20 @@ class IndexedImages:
         view._exact = True
         return view
 
+    def instrument(self, metrics: Metrics) -> None:
+        self._ec2.instrument(metrics)
+
     def stale(self, region: str) -> str:
         """Why the region's index may be too old to trust, once it is older than `stale_after`; else ""."""
-        age = self.index.age(region)
-        if age is None or age <= self._stale_after:
+        age, wall = self.index.age(region), self.index.loaded_wall(region)
+        if age is None or wall is None or age <= self._stale_after:
             return ""
+        # No running age in the text: the status must not change from one sync to the next (rule 3).
+        since = format_timestamp(datetime.fromtimestamp(wall, UTC))
         error = self.index.error(region)
-        return f"the AMI index of {region} is {int(age)} s old" + (
-            f" (last refresh: {error})" if error else ""
+        return (
+            f"the AMI index of {region} was last refreshed at {since}, over {int(self._stale_after)} s ago"
+            + (f" (last refresh: {error})" if error else "")
         )
 
     def _load_region(self, region: str) -> RegionIndex:

@@ -2,24 +2,29 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import reconcile
+from app import logs, reconcile
 from app.build import LABEL_OWNER_UID
-from app.decide import Decision
+from app.decide import Decision, World
 from app.ec2 import Ec2, ImageSource
+from app.effects import describe
 from app.hooks import CustomizeRequest, CustomizeResponse, HookRequest, RelatedResourceRule
 from app.image_index import IndexedImages, Refresher
+from app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from app.metrics import AwsCalls, Metrics, counting_aws_calls, outcome_of
 from app.notify.channels import dispatcher_from
 from app.notify.dispatch import Dispatcher
+from app.notify.events import Event, Kind
 from app.notify.targets import secret_rule
 from app.settings import Settings
 from app.spec import PackerBuilderStatus
@@ -72,17 +77,66 @@ class JsonHookBodies:
         await self.app(scope, receive, send)
 
 
-def create_app(
-    settings: Settings | None = None,
-    images: ImageSource | None = None,
-    clock: Clock = _utc_now,
-    notifier: Dispatcher | None = None,
-) -> FastAPI:
-    settings = settings or Settings.from_env()
-    fallback_slack_token = settings.slack_bot_token
-    publish_prefix = settings.publish_parameter_prefix
-    dispatcher = notifier or dispatcher_from(settings)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+BUILD_RESULTS = {Kind.started: "started", Kind.succeeded: "succeeded", Kind.failed: "failed"}
+
+
+def _observe(
+    metrics: Metrics,
+    hook: str,
+    world: World,
+    decision: Decision,
+    calls: AwsCalls,
+    started: float,
+    now: datetime,
+    events: Sequence[Event] = (),
+) -> None:
+    """Metrics and the one INFO line of an answer."""
+    elapsed = time.monotonic() - started
+    if hook == "sync":
+        metrics.sync_duration.labels(outcome_of(decision)).observe(elapsed)
+    else:
+        metrics.finalize_duration.observe(elapsed)
+    metrics.builder(world.meta.namespace, world.meta.name, decision, now)
+    for event in events:
+        if event.kind in BUILD_RESULTS:
+            metrics.builds.labels(BUILD_RESULTS[event.kind]).inc()
+    _log_answer(hook, world, decision, calls, elapsed)
+
+
+def _log_answer(hook: str, world: World, decision: Decision, calls: AwsCalls, elapsed: float) -> None:
+    """The one INFO line per answer: who, what was decided, what it cost. Names and ids only, no secrets."""
+    live = {j.name for j in world.jobs if not j.deleting}
+    wanted = [str(c["metadata"]["name"]) for c in decision.children]
+    log.info(
+        "%s %s/%s: %s",
+        hook,
+        world.meta.namespace,
+        world.meta.name,
+        decision.status.state or "-",
+        extra={
+            "fields": {
+                "hook": hook,
+                "namespace": world.meta.namespace,
+                "name": world.meta.name,
+                "uid": world.meta.uid,
+                "generation": world.meta.generation,
+                "state": decision.status.state,
+                "jobs_kept": sorted(n for n in wanted if n in live),
+                "jobs_created": sorted(n for n in wanted if n not in live),
+                "effects": [describe(e) for e in decision.effects],
+                "finalized": decision.finalized,
+                "aws_calls": calls.count,
+                "aws_calls_by_operation": calls.by_operation,
+                "duration_ms": round(elapsed * 1000, 1),
+            }
+        },
+    )
+
+
+def _image_source(
+    settings: Settings, images: ImageSource | None, metrics: Metrics
+) -> tuple[ImageSource, Refresher | None]:
+    """The AWS side: the shared index over EC2 with its refresher, unless the caller brings its own source."""
     source: ImageSource
     refresher: Refresher | None = None
     if images is None:
@@ -101,6 +155,25 @@ def create_app(
         source, refresher = indexed, Refresher(indexed, settings.index_regions, tick)
     else:
         source = images
+    if isinstance(source, Ec2 | IndexedImages):
+        source.instrument(metrics)
+    return source, refresher
+
+
+def create_app(
+    settings: Settings | None = None,
+    images: ImageSource | None = None,
+    clock: Clock = _utc_now,
+    notifier: Dispatcher | None = None,
+) -> FastAPI:
+    settings = settings or Settings.from_env()
+    fallback_slack_token = settings.slack_bot_token
+    publish_prefix = settings.publish_parameter_prefix
+    dispatcher = notifier or dispatcher_from(settings)
+    logs.configure(settings.log_level, settings.log_format, settings.access_log)
+    metrics = Metrics()
+    metrics.registry.register(dispatcher.counters)
+    source, refresher = _image_source(settings, images, metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -133,19 +206,28 @@ def create_app(
     @api.post("/sync")
     def sync(request: HookRequest) -> dict[str, Any]:
         """Sync hook: the Jobs that must exist for this PackerBuilder and its status."""
+        started = time.monotonic()
         now = clock()
         world = reconcile.world_of(request)
-        decision = reconcile.sync(world, source, now, publish_prefix)
+        with counting_aws_calls() as calls:
+            decision = reconcile.sync(world, source, now, publish_prefix)
         decision, news = reconcile.announce(request, world, decision, now, fallback_slack_token)
         body = _response(decision)
         # Queued, not sent: a slow or failing notifier never delays or fails the answer.
         dispatcher.submit(news.events, news.targets)
+        _observe(metrics, "sync", world, decision, calls, started, now, news.events)
         return body
 
     @api.post("/finalize")
     def finalize(request: HookRequest) -> dict[str, Any]:
         """Finalize hook: `finalized: true` once no build is running and the last one's AMIs are tagged."""
-        return _response(reconcile.finalize(request, source, clock(), publish_prefix))
+        started = time.monotonic()
+        now = clock()
+        world = reconcile.world_of(request)
+        with counting_aws_calls() as calls:
+            decision = reconcile.finalize(world, source, now, publish_prefix)
+        _observe(metrics, "finalize", world, decision, calls, started, now)
+        return _response(decision)
 
     @api.post("/customize", response_model_exclude_none=True)
     def customize(request: CustomizeRequest) -> CustomizeResponse:
@@ -172,10 +254,8 @@ def create_app(
         return {"status": "ready"}
 
     @api.get("/metrics", response_class=PlainTextResponse)
-    def metrics() -> PlainTextResponse:
-        return PlainTextResponse(
-            dispatcher.counters.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8"
-        )
+    def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     return api
 

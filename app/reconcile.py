@@ -164,9 +164,8 @@ def sync(world: World, images: ImageSource, now: datetime, publish_prefix: str =
     return _carried_out(world, decision, exact, now, publish_prefix, lambda fault: decide(world, fault, now))
 
 
-def finalize(request: HookRequest, images: ImageSource, now: datetime, publish_prefix: str = "") -> Decision:
+def finalize(world: World, images: ImageSource, now: datetime, publish_prefix: str = "") -> Decision:
     """Rule 11, and a build that finished during deletion still gets its AMI tagged (and counted)."""
-    world = world_of(request)
     if isinstance(world.spec, SpecError) or not needs_facts_to_finalize(world):
         return decide_finalize(world, AmiFacts(), now)
     exact = images.exact()

@@ -26,6 +26,8 @@ V = TypeVar("V")
 class _Entry(Generic[V]):
     value: V
     loaded_at: float
+    loaded_wall: float
+    """The same moment on the wall clock, for messages (the same on every sync until the next load)."""
     error: str = ""
     """Why the last reload failed; empty once one succeeds."""
     reloading: bool = False
@@ -40,8 +42,10 @@ class Refreshed(Generic[K, V]):
         *,
         period: float,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         max_keys: int = 10_000,
     ) -> None:
+        self._wall = wall
         self._load = load
         self._period = period
         self._clock = clock
@@ -72,7 +76,7 @@ class Refreshed(Generic[K, V]):
         with self._lock:
             del self._cold[key]
             if len(self._entries) < self._max_keys:
-                self._entries[key] = _Entry(value, self._clock())
+                self._entries[key] = _Entry(value, self._clock(), self._wall())
         pending.set_result(value)
         return value
 
@@ -88,9 +92,14 @@ class Refreshed(Generic[K, V]):
             entry = self._entries.get(key)
             if entry is None:
                 if len(self._entries) < self._max_keys:
-                    self._entries[key] = _Entry(value, self._clock())
+                    self._entries[key] = _Entry(value, self._clock(), self._wall())
                 return
-            entry.value, entry.loaded_at, entry.error = value, self._clock(), ""
+            entry.value, entry.loaded_at, entry.loaded_wall, entry.error = (
+                value,
+                self._clock(),
+                self._wall(),
+                "",
+            )
             if entry.reloading:
                 entry.writes.append(lambda _: value)
 
@@ -109,6 +118,12 @@ class Refreshed(Generic[K, V]):
         with self._lock:
             entry = self._entries.get(key)
             return None if entry is None else self._clock() - entry.loaded_at
+
+    def loaded_wall(self, key: K) -> float | None:
+        """Wall-clock time (epoch seconds) the value was last known good; None if never loaded."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return None if entry is None else entry.loaded_wall
 
     def error(self, key: K) -> str:
         with self._lock:
@@ -153,5 +168,10 @@ class Refreshed(Generic[K, V]):
             entry = self._entries[key]
             for change in entry.writes:
                 value = change(value)
-            entry.value, entry.loaded_at, entry.error = value, self._clock(), ""
+            entry.value, entry.loaded_at, entry.loaded_wall, entry.error = (
+                value,
+                self._clock(),
+                self._wall(),
+                "",
+            )
             entry.reloading, entry.writes = False, []

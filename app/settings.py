@@ -22,6 +22,10 @@ def _regions() -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Settings:
     log_level: str = "INFO"
+    # text (for a terminal) or json (JSON lines, for log pipelines; the chart's default).
+    log_format: str = "text"
+    # uvicorn's access log; off by default, the hook logs one line per answer itself.
+    access_log: bool = False
     # How often a base-image lookup (filters or SSM parameter) is refreshed in the background.
     base_image_cache_seconds: float = 300
     # How often the index of managed AMIs (and published parameters) is refreshed in the background.
@@ -48,6 +52,8 @@ class Settings:
     def from_env(cls) -> "Settings":
         return cls(
             log_level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+            log_format=os.environ.get("LOG_FORMAT", "text").strip().lower(),
+            access_log=os.environ.get("ACCESS_LOG", "").strip().lower() in ("1", "true", "yes"),
             base_image_cache_seconds=_float("BASE_IMAGE_CACHE_SECONDS", cls.base_image_cache_seconds),
             index_refresh_seconds=_float("INDEX_REFRESH_SECONDS", cls.index_refresh_seconds),
             index_stale_after_seconds=_float("INDEX_STALE_AFTER_SECONDS", cls.index_stale_after_seconds),

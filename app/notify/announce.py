@@ -35,19 +35,20 @@ def announce(
     now: datetime,
 ) -> Announcement:
     spec = world.spec if isinstance(world.spec, PackerBuilderSpec) else None
+    # Computed with or without a notifier: the builds_total metric counts them too.
+    found_events = tuple(events(world.meta, spec, world.status, new, world.jobs))
     if spec is not None:
         notifier, region = spec.notifier, spec.region
     else:
         found = notifier_of(raw_spec)
         if found is None:
-            return Announcement(new)
+            return Announcement(new, found_events)
         notifier, region = found
     if not _configured(notifier):
-        return Announcement(new)
+        return Announcement(new, found_events)
     resolved = resolve(notifier, world.meta.namespace, region, secrets, fallback_slack_token)
     status = _with_condition(world.status, new, _condition(resolved), transition_time(world, now))
-    found_events = events(world.meta, spec, world.status, new, world.jobs)
-    return Announcement(status, tuple(found_events), resolved.targets)
+    return Announcement(status, found_events, resolved.targets)
 
 
 def _configured(notifier: Notifier) -> bool:

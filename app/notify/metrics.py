@@ -1,14 +1,20 @@
-"""In-process notification counters, exposed in the Prometheus text format. Labels never carry a target."""
+"""Notification counters, collected into the app's Prometheus registry. Labels never carry a target."""
 
 import threading
 from collections import Counter
+from collections.abc import Iterator
+
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from app.notify.targets import CHANNELS
 
 OUTCOMES = ("sent", "failed", "dropped")
 
 
-class Counters:
+class Counters(Collector):
+    """Per dispatcher; `app.main` registers it with the app's registry next to the hook's own metrics."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str]] = Counter()
@@ -31,23 +37,20 @@ class Counters:
         with self._lock:
             return self._suppressed
 
-    def prometheus(self) -> str:
+    def collect(self) -> Iterator[Metric]:
         with self._lock:
-            lines = [
-                "# HELP packer_builder_notifications_total Notifications by channel and outcome "
-                "(dropped: the send queue was full).",
-                "# TYPE packer_builder_notifications_total counter",
-            ]
-            lines += [
-                f'packer_builder_notifications_total{{channel="{channel}",outcome="{outcome}"}} '
-                f"{self._counts[(channel, outcome)]}"
-                for channel in CHANNELS
-                for outcome in OUTCOMES
-            ]
-            lines += [
-                "# HELP packer_builder_notification_repeats_suppressed_total Transitions seen again and "
-                "not announced twice.",
-                "# TYPE packer_builder_notification_repeats_suppressed_total counter",
-                f"packer_builder_notification_repeats_suppressed_total {self._suppressed}",
-            ]
-        return "\n".join(lines) + "\n"
+            sent = CounterMetricFamily(
+                "packer_builder_notifications",
+                "Notifications by channel and outcome (dropped: the send queue was full).",
+                labels=["channel", "outcome"],
+            )
+            for channel in CHANNELS:
+                for outcome in OUTCOMES:
+                    sent.add_metric([channel, outcome], self._counts[(channel, outcome)])
+            repeats = CounterMetricFamily(
+                "packer_builder_notification_repeats_suppressed",
+                "Transitions seen again and not announced twice.",
+                value=self._suppressed,
+            )
+        yield sent
+        yield repeats

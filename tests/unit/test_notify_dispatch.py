@@ -4,6 +4,7 @@ import logging
 import threading
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from app.notify.dispatch import Dispatcher, NotifyError
 from app.notify.events import Event, Kind
@@ -133,10 +134,12 @@ def test_metrics_are_prometheus_text_without_targets() -> None:
     dispatcher.submit([STARTED], [SLACK_A])
     dispatcher.submit([STARTED], [SLACK_A])
     assert dispatcher.flush(5)
-    text = dispatcher.counters.prometheus()
+    registry = CollectorRegistry()
+    registry.register(dispatcher.counters)
+    text = generate_latest(registry).decode()
     assert "# TYPE packer_builder_notifications_total counter" in text
-    assert 'packer_builder_notifications_total{channel="slack",outcome="failed"} 1' in text
-    assert 'packer_builder_notifications_total{channel="discord",outcome="sent"} 0' in text
-    assert "packer_builder_notification_repeats_suppressed_total 1" in text
+    assert 'packer_builder_notifications_total{channel="slack",outcome="failed"} 1.0' in text
+    assert 'packer_builder_notifications_total{channel="discord",outcome="sent"} 0.0' in text
+    assert "packer_builder_notification_repeats_suppressed_total 1.0" in text
     assert "C0A" not in text
     assert TOKEN not in text
