@@ -110,3 +110,24 @@ def slow_endpoint() -> Iterator[str]:
     release.set()
     server.shutdown()
     server.server_close()
+
+
+# Every secret value the notification and Secret tests use contains one of these.
+_SECRET_MARKS = ("s3cr3t", "xoxb-")
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_logs(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """In the notification and Secret tests, no log line (as JSON, extras included) may carry a token."""
+    if not request.module.__name__.rsplit(".", 1)[-1].startswith("test_notify"):
+        yield
+        return
+    from app.logs import JsonFormatter  # noqa: PLC0415 - only these modules need it
+
+    caplog.set_level("DEBUG")
+    yield
+    formatter = JsonFormatter()
+    records = [*caplog.get_records("setup"), *caplog.get_records("call")]
+    lines = "\n".join(formatter.format(record) for record in records)
+    leaked = [mark for mark in _SECRET_MARKS if mark in lines]
+    assert not leaked, f"a log line carries a secret ({leaked})"

@@ -1,0 +1,133 @@
+"""What the person on call sees: /metrics (prometheus_client) and the one log line per answer."""
+
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.ec2 import Ec2
+from app.logs import JsonFormatter, TextFormatter
+from app.main import create_app
+from app.settings import Settings
+from tests.aws import REGION, ec2_client, register_built_ami
+from tests.builders import NAME, NAMESPACE, UID, build_pod, parent, request, succeeded
+from tests.http import get, post, serve
+
+
+@pytest.fixture
+def hook(ec2_env: str) -> Iterator[str]:
+    with serve(create_app(Settings(), images=Ec2())) as url:
+        yield url
+
+
+def samples(hook: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    code, body = get(f"{hook}/metrics")
+    assert code == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+def value(
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], float], metric: str, /, **labels: str
+) -> float | None:
+    return found.get((metric, tuple(sorted(labels.items()))))
+
+
+def test_metrics_follow_a_builder_from_new_to_ready_to_finalized(hook: str, ec2_env: str) -> None:
+    code, first = post(f"{hook}/sync", request(parent()))
+    assert code == 200
+    (job,) = first["children"]
+    found = samples(hook)
+    assert value(found, "packer_builder_sync_duration_seconds_count", outcome="building") == 1
+    assert value(found, "packer_builder_builds_total", result="started") == 1
+    assert value(found, "packer_builder_ready", namespace=NAMESPACE, name=NAME) == 0
+    assert value(found, "packer_builder_failed_builds", namespace=NAMESPACE, name=NAME) == 0
+    assert (
+        value(
+            found,
+            "packer_builder_aws_requests_total",
+            service="ec2",
+            operation="DescribeImages",
+            outcome="ok",
+        )
+        or 0
+    ) >= 2
+    assert value(
+        found, "packer_builder_aws_request_duration_seconds_count", service="ec2", operation="DescribeImages"
+    )
+
+    built = register_built_ami(ec2_client(ec2_env), "opsy-built")
+    now = datetime.now(UTC)
+    done = succeeded(job, now - timedelta(minutes=20), now - timedelta(minutes=2))
+    code, answer = post(
+        f"{hook}/sync",
+        request(parent(status=first["status"]), [done], [build_pod(done, f"{REGION}:{built}")]),
+    )
+    assert code == 200
+    found = samples(hook)
+    assert value(found, "packer_builder_builds_total", result="succeeded") == 1
+    assert value(found, "packer_builder_ready", namespace=NAMESPACE, name=NAME) == 1
+    age = value(found, "packer_builder_ami_age_seconds", namespace=NAMESPACE, name=NAME)
+    assert age is not None
+    assert 60 <= age < 3600  # the AMI's create-timestamp is the Job's completion, 2 minutes ago
+    assert value(found, "packer_builder_sync_duration_seconds_count", outcome="ready") == 1
+    assert (
+        value(found, "packer_builder_aws_requests_total", service="ec2", operation="CreateTags", outcome="ok")
+        or 0
+    ) >= 1
+
+    body = request(parent(status=answer["status"]))
+    body["finalizing"] = True
+    code, final = post(f"{hook}/finalize", body)
+    assert final["finalized"] is True
+    found = samples(hook)
+    assert value(found, "packer_builder_finalize_duration_seconds_count") == 1
+    for metric in ("packer_builder_ready", "packer_builder_failed_builds", "packer_builder_ami_age_seconds"):
+        assert value(found, metric, namespace=NAMESPACE, name=NAME) is None, metric
+
+
+def test_metric_labels_carry_no_url_or_secret(hook: str) -> None:
+    post(f"{hook}/sync", request(parent()))
+    _, body = get(f"{hook}/metrics")
+    text = body.decode()
+    assert "# TYPE packer_builder_notifications_total counter" in text
+    assert "://" not in text.replace("# HELP", "")
+    assert "github.com" not in text
+
+
+def test_one_log_line_per_answer_with_the_decision(hook: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="app")
+    post(f"{hook}/sync", request(parent()))
+    (record,) = [
+        r for r in caplog.records if r.name == "app" and getattr(r, "fields", {}).get("hook") == "sync"
+    ]
+
+    line = json.loads(JsonFormatter().format(record))
+    assert line["level"] == "INFO"
+    assert (line["namespace"], line["name"], line["uid"], line["generation"]) == (NAMESPACE, NAME, UID, 1)
+    assert line["state"] == "JobCreation"
+    assert len(line["jobs_created"]) == 1
+    assert line["jobs_kept"] == []
+    assert line["aws_calls"] >= 2
+    assert line["aws_calls_by_operation"]["ec2:DescribeImages"] >= 2
+    assert line["duration_ms"] > 0
+    text = TextFormatter().format(record)
+    assert f'name="{NAME}"' in text
+    assert 'state="JobCreation"' in text
+
+
+def test_json_logs_are_one_json_object_per_line(capsys: pytest.CaptureFixture[str], ec2_env: str) -> None:
+    app = create_app(Settings(log_format="json"), images=Ec2())
+    with serve(app) as url:
+        post(f"{url}/sync", request(parent()))
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    answers = [line for line in lines if line.get("hook") == "sync"]
+    assert len(answers) == 1
+    assert answers[0]["name"] == NAME
+    assert not any("GET /" in str(line) or "POST /" in str(line) for line in lines), "access log is off"
