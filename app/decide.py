@@ -69,6 +69,16 @@ class _Due:
 
 
 @dataclass(frozen=True)
+class News:
+    """What an answer records, typed for the notifier, which must never parse it back out of status prose."""
+
+    failure: str = ""
+    """Why the build this answer records as failed failed."""
+    expired_image_id: str = ""
+    """The AMI whose expiry makes Ready False (reason AMIExpired)."""
+
+
+@dataclass(frozen=True)
 class Decision:
     children: tuple[dict[str, Any], ...]
     status: PackerBuilderStatus
@@ -77,6 +87,7 @@ class Decision:
     finalized: bool | None = None
     ami_created_at: datetime | None = None
     """When the builder's current AMI in spec.region (expired or not) was built, for its age metric."""
+    news: News = News()
 
 
 def transition_time(world: World, now: datetime) -> datetime:
@@ -230,6 +241,8 @@ class _Reconcile:
         self.base_check: BaseCheck | None = None
         self.plan = Plan((), ())
         self.outcome: Outcome | None = None
+        self._failure = ""
+        self._expired_id = ""
 
     # -- entry point -------------------------------------------------------------------------------------------
 
@@ -253,7 +266,11 @@ class _Reconcile:
             return self._fault(self.facts.fault)
         decision = self._decide()
         newest_active = self._newest_active()
-        return replace(decision, ami_created_at=newest_active.created_at if newest_active else None)
+        return replace(
+            decision,
+            ami_created_at=newest_active.created_at if newest_active else None,
+            news=News(self._failure, self._expired_id),
+        )
 
     def _decide(self) -> Decision:
         outcome = self.settle()
@@ -468,6 +485,7 @@ class _Reconcile:
                 "failedJobCount": count,
                 "lastRunMessage": f"Build {job.name} failed: {outcome.reason}",
             }
+            self._failure = outcome.reason
         return fields, not already
 
     def _running_fields(self, job: ObservedJob) -> dict[str, Any]:
@@ -512,6 +530,7 @@ class _Reconcile:
         expired = self._newest_active()
         if expired is not None:
             until = format_timestamp(expired.expires_at(self.expires_in))
+            self._expired_id = expired.image_id
             return cond.ready(
                 False,
                 "AMIExpired",

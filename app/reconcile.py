@@ -183,7 +183,7 @@ def announce(
     secrets = read_secrets(request.related.get(SECRET_GROUP, {}).values(), world.meta.namespace)
     try:
         news = notifications.announce(
-            world, request.parent.spec, decision.status, secrets, fallback_slack_token, now
+            world, request.parent.spec, decision.status, decision.news, secrets, fallback_slack_token, now
         )
     except Exception as error:  # notifications are never worth a failed sync
         # Only the type: the text of an unexpected error could quote a Secret value.

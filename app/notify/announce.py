@@ -11,7 +11,7 @@ from typing import Any
 
 from app import conditions as cond
 from app.conditions import Wanted
-from app.decide import World, transition_time
+from app.decide import News, World, transition_time
 from app.notify.events import Event, events
 from app.notify.targets import Resolved, SecretData, Target, notifier_of, resolve
 from app.spec import ConditionStatus, Notifier, PackerBuilderSpec, PackerBuilderStatus
@@ -30,13 +30,14 @@ def announce(
     world: World,
     raw_spec: Any,
     new: PackerBuilderStatus,
+    news: News,
     secrets: SecretData,
     fallback_slack_token: str,
     now: datetime,
 ) -> Announcement:
     spec = world.spec if isinstance(world.spec, PackerBuilderSpec) else None
     # Computed with or without a notifier: the builds_total metric counts them too.
-    found_events = tuple(events(world.meta, spec, world.status, new, world.jobs))
+    found_events = tuple(events(world.meta, spec, world.status, new, world.jobs, news))
     if spec is not None:
         notifier, region = spec.notifier, spec.region
     else:

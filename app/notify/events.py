@@ -12,12 +12,12 @@ from enum import StrEnum
 from typing import Any
 
 from app.conditions import INVALID_SPEC, MAX_FAILED_JOBS, READY
-from app.decide import STATE_AMI_ADOPTED, STATE_INVALID, STATE_MAX_FAILED
+from app.decide import STATE_AMI_ADOPTED, STATE_INVALID, STATE_MAX_FAILED, News
 from app.observed import ObservedJob, Phase
 from app.spec import Condition, JobStatus, ObjectMeta, PackerBuilderSpec, PackerBuilderStatus
 
 EXPIRED_REASON = "AMIExpired"
-_AMI_ID = re.compile(r"\bami-[0-9a-f]{8,17}\b")
+NO_NEWS = News()
 _URL_USERINFO = re.compile(r"//[^/@\s]+@")
 
 
@@ -62,8 +62,13 @@ def events(
     old: PackerBuilderStatus,
     new: PackerBuilderStatus,
     jobs: Sequence[ObservedJob] = (),
+    news: News = NO_NEWS,
 ) -> list[Event]:
-    """The transitions from `old` to `new`, in the order they happened. `spec` is None when it is invalid."""
+    """The transitions from `old` to `new`, in the order they happened. `spec` is None when it is invalid.
+
+    Which state changed comes from the statuses; the facts behind a change (why a build failed, which AMI
+    expired) come typed from the decision's `news`, never parsed back out of status messages.
+    """
     region = spec.region if spec is not None else ""
 
     def event(kind: Kind, occurrence: str, **facts: Any) -> Event:
@@ -113,7 +118,7 @@ def events(
                 base_ami=new.lastRunBaseImageID,
                 attempt=max(new.failedJobCount, 1),
                 max_attempts=limit,
-                detail=_failure_reason(new) or (job.failure if job else ""),
+                detail=news.failure or (job.failure if job else ""),
             )
         )
 
@@ -161,8 +166,7 @@ def events(
     if expired is not None and expired.reason == EXPIRED_REASON:
         before = _ready(old.conditions)
         if before is None or before.reason != EXPIRED_REASON:
-            match = _AMI_ID.search(expired.message)
-            image_id = match.group(0) if match else old.lastRunBuiltImageID
+            image_id = news.expired_image_id or old.lastRunBuiltImageID
             found.append(event(Kind.expired, image_id, image_id=image_id, detail=expired.message))
 
     if new.jobStatus == JobStatus.running and new.jobName and new.jobName != old.jobName:
@@ -186,11 +190,6 @@ def _ready(conditions: Sequence[Condition]) -> Condition | None:
 
 def _message(conditions: Sequence[Condition], kind: str) -> str:
     return next((c.message for c in conditions if c.type == kind), "")
-
-
-def _failure_reason(status: PackerBuilderStatus) -> str:
-    prefix = f"Build {status.jobName} failed: "
-    return status.lastRunMessage.removeprefix(prefix) if status.lastRunMessage.startswith(prefix) else ""
 
 
 def _duration(job: ObservedJob) -> str:

@@ -559,3 +559,24 @@ def test_an_old_index_is_said_in_a_condition_without_acting() -> None:
     (stale,) = [c for c in decision.status.conditions if c.type == "ImageIndexStale"]
     assert "400 s old" in stale.message
     assert acts(world, decision) is False
+
+
+# -- news for the notifier, typed -------------------------------------------------------------------------------
+
+
+def test_the_decision_says_why_a_build_failed_and_which_ami_expired() -> None:
+    status, job = first_job(spec())
+    done = succeeded(job, finished=FINISHED)
+    req = request(parent(spec(), status=status), [done], [build_pod(done, f"{HOME}:{X86}")])
+    failed = decide(
+        world_of(HookRequest.model_validate(req)), AmiFacts(base_image=BASE), FINISHED + timedelta(hours=1)
+    )
+    assert failed.news.failure == f"AMI {X86} not found in {HOME}"
+
+    expired = older("ami-0exp0000000000001", 5, status="active")
+    quiet = decide(
+        world_of(HookRequest.model_validate(request(parent(spec())))),
+        AmiFacts(managed=(expired,), base_image=BASE),
+        NOW,
+    )
+    assert quiet.news.expired_image_id == expired.image_id

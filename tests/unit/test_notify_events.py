@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from app.notify.events import Event, Kind, events
+from app.decide import News
+from app.notify.events import NO_NEWS, Event, Kind, events
 from app.observed import ObservedJob, Phase
 from app.spec import (
     Condition,
@@ -188,8 +189,13 @@ def test_transitions(case: Case) -> None:
     assert [e.kind for e in found] == case.kinds
 
 
-def one(old: PackerBuilderStatus, new: PackerBuilderStatus, jobs: list[ObservedJob] | None = None) -> Event:
-    (found,) = events(META, SPEC, old, new, jobs or [])
+def one(
+    old: PackerBuilderStatus,
+    new: PackerBuilderStatus,
+    jobs: list[ObservedJob] | None = None,
+    news: News = NO_NEWS,
+) -> Event:
+    (found,) = events(META, SPEC, old, new, jobs or [], news)
     return found
 
 
@@ -208,7 +214,8 @@ def test_succeeded_carries_the_ami_the_base_and_the_duration() -> None:
 
 
 def test_failed_carries_the_attempt_and_the_jobs_failure_reason() -> None:
-    broken = one(R1, F1)
+    # The reason comes typed from the decision, never parsed back out of lastRunMessage.
+    broken = one(R1, F1, news=News(failure="BackoffLimitExceeded: too many pod failures"))
     assert broken.job_name == "pb-aaaa1111"
     assert (broken.attempt, broken.max_attempts) == (1, 3)
     assert broken.detail == "BackoffLimitExceeded: too many pod failures"
@@ -237,8 +244,10 @@ def test_a_repeat_of_the_same_transition_has_the_same_key() -> None:
 
 
 def test_the_expired_ami_is_named() -> None:
+    expired, _ = events(META, SPEC, S1, EXPIRED_REBUILD, news=News(expired_image_id="ami-0e0e0e0e0e0e0e0e0"))
+    assert expired.image_id == "ami-0e0e0e0e0e0e0e0e0"
     expired, _ = events(META, SPEC, S1, EXPIRED_REBUILD)
-    assert expired.image_id == BUILT
+    assert expired.image_id == BUILT  # without news: the AMI the status last recorded
     assert "expired at 2026-11-22T12:25:00Z" in expired.detail
 
 
