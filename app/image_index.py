@@ -118,6 +118,8 @@ class IndexedImages:
         self._ec2 = ec2
         self._exact = False
         self._stale_after = stale_after
+        # A base lookup is as old as its own period between refreshes: only a missed refresh is stale.
+        self._base_stale_after = max(stale_after, 2 * base_period)
         self.index: Refreshed[str, RegionIndex] = Refreshed(self._load_region, period=period, clock=clock)
         self.bases: Refreshed[tuple[str, BaseSource], BaseLookup] = Refreshed(
             lambda key: ec2.base_image(*key), period=base_period, clock=clock
@@ -165,7 +167,7 @@ class IndexedImages:
     def base_image(self, region: str, source: BaseSource) -> BaseLookup:
         key = (region, source)
         age = self.bases.age(key)
-        if self._exact and age is not None and age > self._stale_after:
+        if self._exact and age is not None and age > self._base_stale_after:
             # A build is not started on a base lookup that background refreshes failed to renew.
             self.bases.put(key, self._ec2.base_image(region, source))
         return self.bases.get(key)

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import AliasChoices
 
 from app import conditions
 from app.settings import Settings
@@ -11,7 +12,6 @@ from tests.deploy.manifests import CHART, ROOT, load_yaml
 
 DOC = ROOT / "docs" / "performance.md"
 README = ROOT / "README.md"
-SETTINGS_SOURCE = ROOT / "app" / "settings.py"
 SETTINGS_HEADER = ["Variable", "Default", "Chart value", "What it sets"]
 # The settings of the index and the background refresh: INDEX_* and the base-image refresh period.
 INDEX_SETTING = re.compile(r"^(INDEX_[A-Z_]+|BASE_IMAGE_CACHE_SECONDS)$")
@@ -31,16 +31,26 @@ def _table(text: str, header: list[str]) -> list[list[str]]:
     return table[2:]
 
 
+def _env_of(field: str) -> str:
+    """The environment variable a Settings field is read from: its first alias, else its name."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0].upper()
+    return field.upper()
+
+
 def _env_names() -> set[str]:
-    """Every environment variable app/settings.py reads."""
-    return set(re.findall(r"""["']([A-Z][A-Z0-9_]+)["']""", SETTINGS_SOURCE.read_text()))
+    """Every environment variable Settings reads."""
+    return {_env_of(field) for field in Settings.model_fields}
 
 
 def _numeric_index_settings() -> dict[str, float]:
-    """INDEX_*-style variables read as numbers, with the default Settings() has for them."""
-    pairs = re.findall(r"""(\w+)=_float\("([A-Z_]+)", cls\.\w+\)""", SETTINGS_SOURCE.read_text())
-    defaults = Settings()
-    found = {env: float(getattr(defaults, field)) for field, env in pairs if INDEX_SETTING.match(env)}
+    """INDEX_*-style variables read as numbers, with the default Settings has for them."""
+    found = {
+        _env_of(field): float(info.default)
+        for field, info in Settings.model_fields.items()
+        if INDEX_SETTING.match(_env_of(field)) and isinstance(info.default, int | float)
+    }
     assert found, "no index settings found in app/settings.py"
     return found
 
