@@ -22,6 +22,8 @@ uv sync --locked --quiet
 bash scripts/install-helm.sh
 # Real packer and its Amazon plugin for the end-to-end container test (built once, cached in .tools/).
 bash scripts/install-packer.sh
+# Real promtool for the chart's alert rules (tests/deploy/test_monitoring.py; built once, cached in .tools/).
+bash scripts/install-promtool.sh
 
 echo "== ruff"
 uv run ruff check .

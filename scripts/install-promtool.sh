@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Build a pinned promtool (Prometheus' own rule checker) into .tools/bin/promtool (git-ignored), idempotently.
+#
+# tests/deploy/test_monitoring.py runs `promtool check rules` and `promtool test rules` on the PrometheusRule
+# the chart renders, so the alerts are parsed by the same code Prometheus loads them with.
+#
+# Only package registries are reachable from CI, so promtool is built from source through the Go module proxy
+# (the module's go.mod has no `replace` directives; a throwaway wrapper module requires the pinned version and
+# starts from its go.sum). The proxy's checksum database pins the sources: a new upload cannot change what the
+# tests run. Module v0.316.0 is Prometheus 3.16.0.
+#
+# The first build takes about 8 minutes on two cores; a rerun with the pinned binary in place does nothing, and
+# a fresh clone on a machine that built it before relinks from the Go build cache in seconds.
+set -euo pipefail
+
+PROMETHEUS_MODULE="github.com/prometheus/prometheus"
+PROMETHEUS_VERSION="v0.316.0"
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin_dir="${root}/.tools/bin"
+promtool="${bin_dir}/promtool"
+
+installed_version() {
+    "${promtool}" --version 2>/dev/null | head -n 1 || true
+}
+
+wanted="promtool, version ${PROMETHEUS_VERSION} "
+if [[ -x "${promtool}" && "$(installed_version)" == "${wanted}"* ]]; then
+    echo "promtool ${PROMETHEUS_VERSION} already at ${promtool#"${root}"/}"
+    exit 0
+fi
+
+for tool in go python3; do
+    command -v "${tool}" >/dev/null || { echo "install-promtool.sh needs ${tool}" >&2; exit 1; }
+done
+
+work="$(mktemp -d)"
+trap 'rm -rf "${work}"' EXIT
+
+# A static binary like the upstream releases; -mod=mod lets the wrapper's go.mod/go.sum be filled in.
+export CGO_ENABLED=0 GOFLAGS="-mod=mod" GOTOOLCHAIN="local"
+
+echo "building ${PROMETHEUS_MODULE}/cmd/promtool@${PROMETHEUS_VERSION} (about 8 minutes the first time)"
+upstream="$(cd "${work}" && go mod download -json "${PROMETHEUS_MODULE}@${PROMETHEUS_VERSION}")"
+upstream_dir="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])' <<<"${upstream}")"
+(
+    cd "${work}"
+    go mod init wrapper.local/promtool 2>/dev/null
+    go mod edit -require="${PROMETHEUS_MODULE}@${PROMETHEUS_VERSION}"
+    # Start from the module's go.sum, which the module checksum already covers.
+    cp "${upstream_dir}/go.sum" go.sum
+    chmod u+w go.sum
+    go build -trimpath \
+        -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}" \
+        -o "${work}/promtool" "${PROMETHEUS_MODULE}/cmd/promtool"
+)
+
+mkdir -p "${bin_dir}"
+install -m 0755 "${work}/promtool" "${promtool}.tmp"
+mv -f "${promtool}.tmp" "${promtool}"
+[[ "$(installed_version)" == "${wanted}"* ]] || { echo "built promtool does not report ${PROMETHEUS_VERSION}" >&2; exit 1; }
+echo "installed $(installed_version) at ${promtool#"${root}"/}"
