@@ -2,8 +2,12 @@
 
 import json
 import re
+import shutil
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -14,15 +18,21 @@ from tests.deploy.manifests import (
     CHART,
     COMPOSITE_CONTROLLER_FILE,
     CRD_FILE,
+    FIXTURES,
     Manifest,
     load_all,
+    load_json,
     load_yaml,
     run_helm,
+    schema_errors,
     validation_errors,
 )
 
 ROOT = CHART.parents[1]
-VALUES_FILES = {"defaults": [], "all-on": ["-f", str(ALL_ON_VALUES)]}
+# The chart's defaults plus the one value an install must set (image.repository has no default).
+REQUIRED_VALUES = CHART / "ci" / "required-values.yaml"
+VALUES_FILES = {"defaults": ["-f", str(REQUIRED_VALUES)], "all-on": ["-f", str(ALL_ON_VALUES)]}
+REPOSITORY = "111122223333.dkr.ecr.us-west-2.amazonaws.com/packer-builder-hook"
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +43,33 @@ def helm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def render(
     helm_home: Path, *args: str, release: str = "packer-builder", namespace: str = "packer-builder"
 ) -> list[Manifest]:
-    result = run_helm(helm_home, "template", release, str(CHART), "--namespace", namespace, *args)
+    """`helm template` with the required values (later `-f`/`--set` arguments win over them)."""
+    result = run_helm(
+        helm_home, "template", release, str(CHART), "--namespace", namespace, *VALUES_FILES["defaults"], *args
+    )
     assert result.returncode == 0, result.stderr
     return load_all(result.stdout)
 
 
 def by_kind(objects: list[Manifest]) -> dict[str, Manifest]:
+    """Objects by kind; those of another component than the hook's as `Kind/component` (Pod/test)."""
     kinds: dict[str, Manifest] = {}
     for obj in objects:
-        assert obj["kind"] not in kinds, f"two {obj['kind']} objects"
-        kinds[obj["kind"]] = obj
+        component = obj["metadata"].get("labels", {}).get("app.kubernetes.io/component", "hook")
+        key = obj["kind"] if component == "hook" else f"{obj['kind']}/{component}"
+        assert key not in kinds, f"two {key} objects"
+        kinds[key] = obj
     return kinds
+
+
+_SCHEMA_FIXTURES = {"PrometheusRule": "prometheusrule.schema.json"}
+
+
+def object_errors(obj: Manifest) -> list[str]:
+    """validation_errors, and the Prometheus Operator's PrometheusRule against its fixture schema."""
+    if obj.get("apiVersion") == "monitoring.coreos.com/v1" and obj.get("kind") in _SCHEMA_FIXTURES:
+        return schema_errors(load_json(FIXTURES / _SCHEMA_FIXTURES[obj["kind"]]), obj)
+    return validation_errors(obj)
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +94,12 @@ def test_helm_lint_strict(helm_home: Path, values: str) -> None:
 def test_every_rendered_object_validates(helm_home: Path, values: str) -> None:
     objects = render(helm_home, "--include-crds", *VALUES_FILES[values])
     assert objects
-    errors = {f"{obj['kind']}/{obj['metadata']['name']}": validation_errors(obj) for obj in objects}
+    errors = {f"{obj['kind']}/{obj['metadata']['name']}": object_errors(obj) for obj in objects}
     assert {name: found for name, found in errors.items() if found} == {}
 
 
 def test_default_render_has_exactly_the_expected_objects(defaults: dict[str, Manifest]) -> None:
+    """No ServiceMonitor, PrometheusRule or dashboard unless asked for; the `helm test` Pod is a hook."""
     assert set(defaults) == {
         "Deployment",
         "Service",
@@ -81,14 +108,19 @@ def test_default_render_has_exactly_the_expected_objects(defaults: dict[str, Man
         "NetworkPolicy",
         "CompositeController",
         "ConfigMap",
+        "Pod/test",
     }
+
+
+def test_all_on_render_adds_the_monitoring_objects(all_on: dict[str, Manifest]) -> None:
+    assert {"ServiceMonitor", "PrometheusRule/monitoring", "ConfigMap/monitoring", "Pod/test"} <= set(all_on)
 
 
 def test_all_on_render_adds_the_service_monitor(all_on: dict[str, Manifest]) -> None:
     monitor = all_on["ServiceMonitor"]
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert monitor["spec"]["endpoints"] == [
-        {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s"}
+        {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s", "honorLabels": True}
     ]
     assert monitor["spec"]["selector"]["matchLabels"] == all_on["Service"]["spec"]["selector"]
 
@@ -159,6 +191,8 @@ def test_settings_reach_the_container_as_env(
         "PORT": "8080",
         "WEB_CONCURRENCY": "1",
         "LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "json",
+        "ACCESS_LOG": "false",
         "BASE_IMAGE_CACHE_SECONDS": "300",
         "INDEX_REFRESH_SECONDS": "60",
         "INDEX_STALE_AFTER_SECONDS": "300",
@@ -169,7 +203,8 @@ def test_settings_reach_the_container_as_env(
     }
     env = _env(_container(all_on["Deployment"]))
     assert env["PORT"] == "9090"
-    assert env["WEB_CONCURRENCY"] == "2"
+    assert env["WEB_CONCURRENCY"] == "1"
+    assert (env["LOG_FORMAT"], env["ACCESS_LOG"]) == ("text", "true")
     assert env["AWS_REGION"] == "us-west-2"
     assert env["PUBLISH_PARAMETER_PREFIX"] == "/teams/platform/amis/"
     assert env["SLACK_API_URL"] == "https://slack.example.com/api/"
@@ -206,9 +241,12 @@ def test_index_settings_reach_the_container_as_env(helm_home: Path) -> None:
 
 
 def test_chart_defaults_are_the_hook_defaults() -> None:
-    """An unset chart value and an unset environment variable mean the same thing."""
+    """An unset chart value and an unset environment variable mean the same thing, except the log format:
+    the hook writes text for a terminal, the chart asks for JSON lines for a log pipeline."""
     hook = load_yaml(CHART / "values.yaml")["hook"]
     settings = Settings()
+    assert (hook["logFormat"], settings.log_format) == ("json", "text")
+    assert hook["accessLog"] is settings.access_log is False
     assert hook["baseImageCacheSeconds"] == settings.base_image_cache_seconds
     assert hook["indexRefreshSeconds"] == settings.index_refresh_seconds
     assert hook["indexStaleAfterSeconds"] == settings.index_stale_after_seconds
@@ -224,14 +262,14 @@ def test_stale_limit_below_twice_the_refresh_period_fails_at_install_time(helm_h
         result.stderr
     )
     ok = ["--set", "hook.indexRefreshSeconds=150", "--set", "hook.indexStaleAfterSeconds=300"]
-    assert run_helm(helm_home, "template", "x", str(CHART), *ok).returncode == 0
+    assert run_helm(helm_home, "template", "x", str(CHART), *VALUES_FILES["defaults"], *ok).returncode == 0
 
 
 def test_image_defaults_to_app_version_and_digest_wins(
     defaults: dict[str, Manifest], all_on: dict[str, Manifest]
 ) -> None:
     app_version = load_yaml(CHART / "Chart.yaml")["appVersion"]
-    assert _container(defaults["Deployment"])["image"] == f"packer-builder-hook:{app_version}"
+    assert _container(defaults["Deployment"])["image"] == f"{REPOSITORY}:{app_version}"
     assert _container(all_on["Deployment"])["image"].endswith("@sha256:" + "0123456789abcdef" * 4)
 
 
@@ -252,18 +290,29 @@ def test_service_account_irsa_annotation(defaults: dict[str, Manifest], all_on: 
     assert all_on["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"] == "ami-packer-hook-sa"
 
 
-def test_network_policy_admits_only_metacontroller(
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def test_network_policy_admits_only_metacontroller_and_the_test_pod(
     defaults: dict[str, Manifest], all_on: dict[str, Manifest]
 ) -> None:
     policy = defaults["NetworkPolicy"]["spec"]
     assert policy["policyTypes"] == ["Ingress"]
     assert policy["podSelector"]["matchLabels"] == defaults["Deployment"]["spec"]["selector"]["matchLabels"]
-    (rule,) = policy["ingress"]
+    rule, test = policy["ingress"]
     assert rule["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "metacontroller"}}}
     ]
     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
-    first, monitoring = all_on["NetworkPolicy"]["spec"]["ingress"]
+    # `helm test`: a podSelector alone admits only pods of the release namespace, and only the test Pod.
+    ((selector,),) = [test["from"]]
+    assert set(selector) == {"podSelector"}
+    assert _matches(selector["podSelector"]["matchLabels"], defaults["Pod/test"]["metadata"]["labels"])
+    hook_pod = defaults["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert not _matches(selector["podSelector"]["matchLabels"], hook_pod)
+    assert test["ports"] == [{"port": "http", "protocol": "TCP"}]
+    first, _, monitoring = all_on["NetworkPolicy"]["spec"]["ingress"]
     assert first["from"] == [
         {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "platform-metacontroller"}},
@@ -375,6 +424,17 @@ WRONG_VALUES = {
     "index region not a region": "hook.indexRegions=Oregon",
     "index regions separated by semicolons": "hook.indexRegions=us-west-2;eu-west-1",
     "index regions ending in a comma": "hook.indexRegions=us-west-2\\,",
+    "more than one worker": "hook.workers=2",
+    "log format": "hook.logFormat=yaml",
+    "access log not a boolean": "hook.accessLog=sometimes",
+    "image repository with a tag": "image.repository=registry.example.com/hook:1.0",
+    "runbook url with its own anchor": "monitoring.alerts.runbookUrl=docs/operations.md#alerts",
+    "ami max age of zero": "monitoring.alerts.amiMaxAgeHours=0",
+    "not-ready minutes not a number": "monitoring.alerts.notReadyMinutes=3h",
+    "dashboard label with a space": "monitoring.dashboard.label=grafana dashboard",
+    "dashboard namespace": "monitoring.dashboard.namespace=Monitoring",
+    "test image with a tag in the repository": "helmTest.image.repository=busybox:1.37.0",
+    "prometheus rule toggle": "monitoring.prometheusRule.enabled=yes",
 }
 
 
@@ -398,3 +458,199 @@ def test_values_yaml_is_documented_line_by_line() -> None:
         if re.match(r"^\s*[A-Za-z][\w.-]*:", line):
             above = lines[number - 1].strip() if number else ""
             assert above.startswith("#"), f"values.yaml:{number + 1} `{line.strip()}` has no comment above it"
+
+
+# -- what an install must say, and what the chart pins -----------------------------------------------------------
+
+
+def test_image_repository_is_required_with_a_message(helm_home: Path) -> None:
+    """No image of the hook is published: an unset repository fails the install, not the pods' image pulls."""
+    assert load_yaml(CHART / "values.yaml")["image"]["repository"] == ""
+    result = run_helm(helm_home, "template", "x", str(CHART))
+    assert result.returncode != 0, "rendered without image.repository"
+    assert "image.repository is required" in result.stderr
+    assert "--set image.repository=" in result.stderr
+    assert "docs/install.md" in result.stderr
+    for required in (REQUIRED_VALUES, ALL_ON_VALUES):
+        assert load_yaml(required)["image"]["repository"], required.name
+
+
+def test_one_uvicorn_worker_always(helm_home: Path, all_on: dict[str, Manifest]) -> None:
+    """The AMI index, notification dedupe and metrics are per process: no value or extraEnv makes two."""
+    assert "workers" not in load_yaml(CHART / "values.yaml")["hook"]
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert "workers" not in schema["properties"]["hook"]["properties"]
+    assert _env(_container(all_on["Deployment"]))["WEB_CONCURRENCY"] == "1"
+    args = ["--set", "hook.extraEnv[0].name=WEB_CONCURRENCY", "--set-string", "hook.extraEnv[0].value=4"]
+    result = run_helm(helm_home, "template", "x", str(CHART), *VALUES_FILES["defaults"], *args)
+    assert result.returncode != 0, "extraEnv overrode WEB_CONCURRENCY"
+    assert "hook.extraEnv must not set WEB_CONCURRENCY" in result.stderr
+
+
+def test_values_and_docs_say_why_there_is_one_worker() -> None:
+    values = (CHART / "values.yaml").read_text()
+    assert "ONE uvicorn worker per pod (env WEB_CONCURRENCY=1)" in values
+    assert "per process" in values.split("ONE uvicorn worker", 1)[1].split("\n\n", 1)[0]
+
+
+def test_service_keeps_one_metacontroller_pod_on_one_replica(
+    defaults: dict[str, Manifest], all_on: dict[str, Manifest]
+) -> None:
+    """Notification exactly-once is per process: ClientIP affinity sends one Metacontroller pod's syncs to one
+    replica while the others stand by."""
+    for objects in (defaults, all_on):
+        assert objects["Service"]["spec"]["sessionAffinity"] == "ClientIP"
+    assert all_on["Deployment"]["spec"]["replicas"] == 3
+
+
+# -- `helm test` -----------------------------------------------------------------------------------------------
+
+
+def test_helm_test_pod_asks_the_service_for_readyz(defaults: dict[str, Manifest]) -> None:
+    pod = defaults["Pod/test"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["automountServiceAccountToken"] is False
+    (container,) = spec["containers"]
+    assert container["image"] == "busybox:1.37.0"
+    script = container["command"][-1]
+    service = defaults["Service"]
+    port = service["spec"]["ports"][0]["port"]
+    assert f'url="http://{service["metadata"]["name"]}.packer-builder.svc:{port}/readyz"' in script
+
+
+def test_helm_test_pod_follows_the_chart_security_conventions(defaults: dict[str, Manifest]) -> None:
+    hook = defaults["Deployment"]["spec"]["template"]["spec"]
+    pod = defaults["Pod/test"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == hook["securityContext"]["seccompProfile"]
+    (container,) = pod["containers"]
+    assert container["securityContext"] == _container(defaults["Deployment"])["securityContext"]
+    assert container["resources"]["limits"]["memory"]
+
+
+def test_helm_test_pod_is_never_taken_for_a_hook_pod(defaults: dict[str, Manifest]) -> None:
+    """The Service, the PodDisruptionBudget and the NetworkPolicy select hook pods; none selects the test."""
+    labels = defaults["Pod/test"]["metadata"]["labels"]
+    assert not _matches(defaults["Service"]["spec"]["selector"], labels)
+    assert not _matches(defaults["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"], labels)
+    assert not _matches(defaults["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"], labels)
+
+
+def test_helm_test_can_be_turned_off(helm_home: Path) -> None:
+    objects = by_kind(render(helm_home, "--set", "helmTest.enabled=false"))
+    assert "Pod/test" not in objects
+    assert len(objects["NetworkPolicy"]["spec"]["ingress"]) == 1
+
+
+class _Readyz(BaseHTTPRequestHandler):
+    """503 for the first two requests, then 200: a pod that is still filling its AMI index."""
+
+    answers: ClassVar[list[int]] = []
+
+    def do_GET(self) -> None:
+        self.answers.append(503 if len(self.answers) < 2 else 200)
+        body = b'{"status":"ready"}' if self.answers[-1] == 200 else b'{"status":"warming"}'
+        self.send_response(self.answers[-1])
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_helm_test_script_retries_until_readyz_answers(defaults: dict[str, Manifest], tmp_path: Path) -> None:
+    """The Pod's script, run by busybox (the test image's shell and wget) against a local /readyz."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox is not installed (scripts/test.sh installs it)")
+    (container,) = defaults["Pod/test"]["spec"]["containers"]
+    script = container["command"][-1].replace("sleep 3", "sleep 0.1")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Readyz)
+    _Readyz.answers = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/readyz"
+        script = re.sub(r'url="[^"]+"', f'url="{url}"', script)
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "wget").symlink_to(busybox)
+        for applet in ("sleep", "timeout"):
+            (bin_dir / applet).symlink_to(busybox)
+        env = {"PATH": str(bin_dir)}
+        result = subprocess.run(
+            [busybox, "sh", "-c", script], capture_output=True, text=True, env=env, timeout=30, check=False
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+    assert _Readyz.answers == [503, 503, 200]
+    assert '{"status":"ready"}' in result.stdout
+    assert "answered (try 3)" in result.stdout
+
+
+# -- NOTES.txt ---------------------------------------------------------------------------------------------------
+
+IRSA_DOCS = "https://docs.aws.amazon.com/eks/latest/userguide/iam-roles-for-service-accounts.html"
+
+
+def notes(helm_home: Path, tmp_path: Path, *args: str) -> str:
+    """NOTES.txt as `helm install` prints it: rendered through a copy of the chart, as an ordinary template."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    text = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "_notes_under_test.tpl").write_text(
+        '{{- define "notes-under-test" -}}\n' + text + "{{- end }}\n"
+    )
+    (chart / "templates" / "notes-under-test.yaml").write_text(
+        'notes: {{ include "notes-under-test" . | toJson }}\n'
+    )
+    result = run_helm(
+        helm_home,
+        "template",
+        "packer-builder",
+        str(chart),
+        "-n",
+        "packer-builder",
+        *VALUES_FILES["defaults"],
+        *args,
+        "--show-only",
+        "templates/notes-under-test.yaml",
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = yaml.safe_load(result.stdout)["notes"]
+    assert isinstance(rendered, str)
+    return rendered
+
+
+def test_notes_warn_without_an_irsa_role_and_link_aws_docs(helm_home: Path, tmp_path: Path) -> None:
+    text = notes(helm_home, tmp_path)
+    assert "WARNING: no IAM role for the hook" in text
+    assert IRSA_DOCS in text
+    assert "--set serviceAccount.roleArn=" in text
+    assert "helm test packer-builder -n packer-builder" in text
+
+
+@pytest.mark.parametrize(
+    "role",
+    [
+        "serviceAccount.roleArn=arn:aws:iam::111122223333:role/packer-builder-hook",
+        "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::111122223333:role/hook",
+    ],
+)
+def test_notes_are_quiet_once_a_role_is_set(helm_home: Path, tmp_path: Path, role: str) -> None:
+    text = notes(helm_home, tmp_path, "--set", role)
+    assert "WARNING" not in text
+    assert "docs.aws.amazon.com" not in text
+
+
+def test_notes_remind_an_existing_service_account_of_the_role(helm_home: Path, tmp_path: Path) -> None:
+    text = notes(
+        helm_home, tmp_path, "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=hook"
+    )
+    assert "existing ServiceAccount hook" in text
+    assert IRSA_DOCS in text

@@ -31,12 +31,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "packer-builder.labels" -}}
-helm.sh/chart: {{ include "packer-builder.chart" . }}
-{{ include "packer-builder.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/component: hook
+{{ include "packer-builder.componentLabels" (dict "root" . "component" "hook") }}
+{{- end }}
+
+{{/* Labels of an object of another component (monitoring, test): the same set, its own component. */}}
+{{- define "packer-builder.componentLabels" -}}
+helm.sh/chart: {{ include "packer-builder.chart" .root }}
+{{ include "packer-builder.selectorLabels" .root }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/component: {{ .component }}
 app.kubernetes.io/part-of: packer-builder
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end }}
 
 {{- define "packer-builder.serviceAccountName" -}}
@@ -47,12 +52,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+The hook image. No image of the hook is published anywhere, so image.repository has no default: a chart
+that quietly rendered some local name would leave the pods in ImagePullBackOff.
+*/}}
 {{- define "packer-builder.image" -}}
+{{- $repository := required "image.repository is required: build the hook image from this repository's Dockerfile, push it to a registry your nodes can pull from (ECR) and pass --set image.repository=<registry>/packer-builder-hook (docs/install.md, steps 1 and 4)" .Values.image.repository }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+{{- end }}
+
+{{/* The `job` label of the hook's series: the Service name, as the chart's ServiceMonitor scrapes it. */}}
+{{- define "packer-builder.job" -}}
+{{- default (include "packer-builder.fullname" .) .Values.monitoring.alerts.job }}
 {{- end }}
 
 {{/* One hook entry of the CompositeController; every hook goes through the release's Service. */}}
@@ -64,4 +79,22 @@ webhook:
     port: {{ .root.Values.service.port }}
   path: {{ .path }}
   timeout: {{ .root.Values.metacontroller.hookTimeout }}
+{{- end }}
+
+{{/*
+The `helm test` Pod's labels: never the hook's selector labels (app.kubernetes.io/name), so the Service, the
+PodDisruptionBudget and the topology spread never count it as a hook pod.
+*/}}
+{{- define "packer-builder.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "packer-builder.name" . | trunc 58 | trimSuffix "-" }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "packer-builder.testLabels" -}}
+helm.sh/chart: {{ include "packer-builder.chart" . }}
+{{ include "packer-builder.testSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: test
+app.kubernetes.io/part-of: packer-builder
+app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
