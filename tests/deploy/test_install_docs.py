@@ -2,6 +2,7 @@
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +10,16 @@ import pytest
 import yaml
 
 from app import conditions, decide, tags
-from app.spec import parse_spec
+from app.facts import AmiFacts
+from app.hooks import HookRequest
+from app.main import _response
+from app.reconcile import world_of
+from app.spec import JobStatus, parse_spec
+from app.tags import Image, format_timestamp
+from tests.builders import T0, base_image, build_pod, parent, request, running, succeeded
 from tests.deploy.manifests import (
     CHART,
+    CRD_FILE,
     EXAMPLES,
     ROOT,
     crd_schema,
@@ -23,6 +31,7 @@ from tests.seed import SEED_SPEC
 
 DOCS = ROOT / "docs" / "install.md"
 FRESHNESS = ROOT / "docs" / "freshness.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 README = ROOT / "README.md"
 SSM_EXAMPLE = "metacontroller/examples/packerbuilder-ssm.yaml"
 IAM = CHART / "iam"
@@ -204,7 +213,7 @@ def test_docs_cover_the_install_path() -> None:
         assert command in text, command
 
 
-@pytest.mark.parametrize("doc", [DOCS, FRESHNESS, README], ids=lambda p: p.name)
+@pytest.mark.parametrize("doc", [DOCS, FRESHNESS, README, OPERATIONS], ids=lambda p: p.name)
 def test_every_path_the_docs_name_exists(doc: Path) -> None:
     for path in set(
         re.findall(r"(?:metacontroller|helm/packer-builder|app|scripts)/[\w./-]+\.\w+", doc.read_text())
@@ -272,3 +281,89 @@ def test_freshness_doc_names_real_conditions() -> None:
     assert all(re.fullmatch(r"`\w+`", cell) for cell in cells), cells
     assert documented <= types
     assert {"BaseImageOutdated", "Scheduled", "Suspended"} <= documented
+
+
+# -- item 9: the `kubectl get pb -w` sample is one the hook really produces -----------------------------------------
+
+
+def _watch_sample() -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of the sample after `get pb -w`, cut where kubectl aligns the header's columns."""
+    match = re.search(r"get pb -w\n```\n\n```\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    assert match is not None, "no sample output after `kubectl ... get pb -w`"
+    header, *rows = match.group(1).rstrip("\n").splitlines()
+    names = re.split(r" {2,}", header.strip())
+    starts = [header.index(name) for name in names]
+    ends = [*starts[1:], None]
+    cells = [{name: row[a:b].strip() for name, a, b in zip(names, starts, ends, strict=True)} for row in rows]
+    return names, cells
+
+
+def test_watch_sample_has_the_crd_printer_columns() -> None:
+    (version,) = load_yaml(CRD_FILE)["spec"]["versions"]
+    columns = [c["name"].upper() for c in version["additionalPrinterColumns"] if not c.get("priority")]
+    names, _ = _watch_sample()
+    assert names == ["NAME", *columns]
+
+
+def test_watch_sample_shows_states_of_a_first_build_in_order() -> None:
+    states = {value for name, value in vars(decide).items() if name.startswith("STATE_")}
+    _, rows = _watch_sample()
+    assert all(row["STATE"] in states for row in rows), [row["STATE"] for row in rows]
+    assert [row["STATE"] for row in rows] == [
+        decide.STATE_JOB_CREATION,
+        decide.STATE_JOB_RUNNING,
+        decide.STATE_AMI_CREATED,
+    ]
+    assert {row["NAME"] for row in rows} == {load_yaml(EXAMPLES / "packerbuilder.yaml")["metadata"]["name"]}
+
+
+def _sync(req: dict[str, Any], facts: AmiFacts, minutes: int) -> dict[str, Any]:
+    decision = decide.decide(
+        world_of(HookRequest.model_validate(req)), facts, T0 + timedelta(minutes=minutes)
+    )
+    answer: dict[str, Any] = json.loads(json.dumps(_response(decision)))
+    return answer
+
+
+def _first_build_statuses() -> list[dict[str, Any]]:
+    """The statuses the hook writes for a new builder: Job asked for, Job running, AMI built and recorded."""
+    base = base_image()
+    facts = AmiFacts(base_image=base)
+    created = _sync(request(parent()), facts, 0)
+    (job,) = created["children"]
+    followed = _sync(request(parent(status=created["status"]), [running(job)]), facts, 1)
+    done = succeeded(job)
+    built = Image("ami-0b1a2b3c4d5e6f708", "available", T0 + timedelta(minutes=20), "opsy-built")
+    recorded = _sync(
+        request(parent(status=followed["status"]), [done], [build_pod(done, f"us-west-2:{built.image_id}")]),
+        AmiFacts(base_image=base, built=(built,)),
+        30,
+    )
+    return [created["status"], followed["status"], recorded["status"]]
+
+
+def test_watch_sample_rows_are_what_the_hook_writes() -> None:
+    """Each row has the state, Job status and filled or empty columns of the hook's status at that step."""
+    _, rows = _watch_sample()
+    statuses = _first_build_statuses()
+    ami = re.compile(r"ami-[0-9a-f]{17}")
+    assert len(rows) == len(statuses)
+    for row, status in zip(rows, statuses, strict=True):
+        assert row["STATE"] == status["state"]
+        assert row["JOB STATUS"] == status["jobStatus"]
+        assert row["JOB STATUS"] in {s.value for s in JobStatus}
+        assert ami.fullmatch(row["BASE AMI"])
+        assert status["lastRunBaseImageID"]
+        assert bool(row["BUILT AMI"]) == bool(status.get("lastRunBuiltImageID")), row
+        assert not row["BUILT AMI"] or ami.fullmatch(row["BUILT AMI"])
+        assert bool(row["NEXT BUILD"]) == bool(status.get("nextBuildTime")), row
+        # spec.suspend defaults to false in the CRD, so the column shows it.
+        assert row["SUSPENDED"] == "false"
+        assert re.fullmatch(r"\d+[smhd]", row["AGE"])
+    # The same base AMI throughout, and the next build at the expiry, 48 h after the build finished (the AMI's
+    # create-timestamp is the Job's completion time, as the doc says).
+    assert len({row["BASE AMI"] for row in rows}) == 1
+    finished = T0 + timedelta(minutes=25)  # tests.builders.succeeded
+    assert statuses[-1]["nextBuildTime"] == format_timestamp(finished + timedelta(hours=48))
+    assert "48 hours after the build finished" in DOCS.read_text()
+    assert rows[-1]["NEXT BUILD"] == format_timestamp(tags.parse_timestamp(rows[-1]["NEXT BUILD"]))
