@@ -4,8 +4,9 @@ Names are a contract: dashboards and the chart's alerts (helm/packer-builder/mon
 Label values are bounded and never carry a secret or a URL: outcomes and AWS operation names come from
 fixed sets, builders are identified by namespace and name only.
 
-The chart runs one uvicorn worker per pod (values `hook.workers` is pinned to 1): the AMI index, the
-notification dedupe and these metrics are per process, and replicas scale the hook instead of workers.
+The chart runs one uvicorn worker per pod (WEB_CONCURRENCY=1, not a value): the AMI index, the
+notification dedupe and these metrics are per process, so replicas scale the hook, never workers, and
+prometheus_client's multiprocess mode is not needed.
 """
 
 import time
