@@ -9,13 +9,30 @@ if ! command -v uv >/dev/null; then
 fi
 export UV_PYTHON_DOWNLOADS=never  # use the machine's Python 3.11/3.12; never fetch one
 
-# The Job's shell script is tested under every shell and awk it may meet: dash, bash and busybox (the packer
-# image), mawk (Debian's awk), gawk and busybox awk.
-if ! command -v busybox >/dev/null || ! command -v dash >/dev/null || ! command -v gawk >/dev/null \
-    || ! command -v mawk >/dev/null; then
-    sudo_cmd=""
-    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-    $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq busybox dash gawk mawk >/dev/null
+# Tools some tests need beyond Python: every shell and awk the Job's script may meet (dash, bash and busybox
+# in the packer image; mawk, Debian's awk; gawk; busybox awk), and jq and curl for the README walkthrough.
+# They come from apt-get. Where apt-get is missing or not permitted, the tests that need a missing tool are
+# skipped with that reason; CI (.ci/run) sets CI_REQUIRE_TOOLS=1, which makes a missing tool an error.
+install_with_apt() {
+    command -v apt-get >/dev/null || return 1
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq && apt-get install -y -qq "$@" >/dev/null
+    else
+        command -v sudo >/dev/null || return 1
+        sudo apt-get update -qq && sudo apt-get install -y -qq "$@" >/dev/null
+    fi
+}
+missing=()
+for tool in busybox dash gawk mawk jq curl; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ] && ! install_with_apt "${missing[@]}"; then
+    if [ "${CI_REQUIRE_TOOLS:-}" = 1 ]; then
+        echo "error: could not install ${missing[*]} with apt-get, and CI_REQUIRE_TOOLS=1 needs them" >&2
+        exit 1
+    fi
+    echo "note: ${missing[*]} not installed (apt-get missing or not permitted): the tests that need them are" \
+        "skipped; install them to run everything" >&2
 fi
 
 uv sync --locked --quiet
@@ -32,5 +49,7 @@ echo "== mypy --strict"
 uv run mypy
 echo "== CRD in sync with the models"
 uv run python scripts/gen_crd.py --check
+echo "== examples/ in sync with the hook's answers"
+uv run python scripts/gen_examples.py --check
 echo "== pytest"
 uv run pytest "$@"

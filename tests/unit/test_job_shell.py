@@ -24,6 +24,7 @@ import pytest
 from app.job import container_script, packer_command, parse_termination_message, termination_commit
 from app.spec import PackerBuilderSpec
 from tests.builders import make_spec
+from tests.tools import require_tool
 
 BASE = "ami-0123456789abcdef0"
 TIMEOUT = 30
@@ -90,7 +91,8 @@ BUILD_OUTPUT = """\
 
 
 # Every awk the script may meet: busybox's in the Alpine-based hashicorp/packer image, mawk (Debian's
-# default) and gawk elsewhere. scripts/test.sh installs them, and the shells below.
+# default) and gawk elsewhere. scripts/test.sh installs them, and the shells below; without one, the tests
+# that need it are skipped (tests.tools: failed in CI).
 AWKS = ["busybox", "mawk", "gawk"]
 # Every shell, each with an awk, so that the whole suite runs under every awk too.
 SHELLS = [
@@ -133,9 +135,7 @@ class Pod:
 
     def use_awk(self, awk: str) -> None:
         """Puts this awk first on the script's PATH (busybox: its awk applet)."""
-        found = shutil.which(awk)
-        if found is None:
-            pytest.fail(f"{awk} is not installed: run scripts/test.sh, which installs it")
+        found = require_tool(awk, "the Job's script is tested under every awk it may meet")
         link = self.root / "bin" / "awk"
         link.unlink(missing_ok=True)
         link.symlink_to(found)
@@ -198,8 +198,7 @@ def _executable(path: Path, body: str) -> None:
 @pytest.fixture(params=SHELLS)
 def pod(request: pytest.FixtureRequest, tmp_path: Path) -> Pod:
     shell, awk = request.param
-    if shutil.which(shell[0]) is None:
-        pytest.fail(f"{shell[0]} is not installed: run scripts/test.sh, which installs it")
+    require_tool(shell[0], "the Job's script is tested under every shell it may meet")
     for name in ("bin", "tmp", "workspace/git/repo"):
         (tmp_path / name).mkdir(parents=True)
     if shell[0] == "busybox":
