@@ -2,8 +2,9 @@
 
     uv run --extra local python scripts/bench_sync.py [--builders 200] [--rounds 3] [--concurrency 5]
 
-The service runs as the container runs it (`uvicorn app.main:app`, one worker; access log off here, as
-for the bare endpoint it is compared with) in a subprocess pinned to one CPU; this process plays
+The service runs as the chart runs it (`uvicorn app.main:app`, one worker, LOG_LEVEL=INFO, LOG_FORMAT=json,
+ACCESS_LOG=false: its one JSON line per answer is part of what is measured; the environment may override
+them) in a subprocess pinned to one CPU, its log going to a temporary file; this process plays
 Metacontroller from the other CPUs (if any). EC2 and SSM are an embedded moto server behind a counting proxy
 (scripts/aws_proxy.py): the hook's AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL_SSM point at the proxy, which
 counts every call by API (`ec2:DescribeImages`) and can hold EC2 calls to play a slow EC2. The script's
@@ -49,6 +50,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -59,7 +61,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import boto3
 from aws_proxy import CountingProxy
@@ -134,12 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     proxy.start()
     seed = json.loads(SEED_REQUEST.read_text())
     warm_moto(seed["parent"]["spec"]["amiFilters"])
-    env = {
-        **os.environ,
-        "LOG_LEVEL": "WARNING",
-        "AWS_ENDPOINT_URL_EC2": proxy.url,
-        "AWS_ENDPOINT_URL_SSM": proxy.url,
-    }
+    # The chart's logging (helm values hook.logLevel, logFormat, accessLog) unless the environment says.
+    env = {"LOG_LEVEL": "INFO", "LOG_FORMAT": "json", "ACCESS_LOG": "false"} | dict(os.environ)
+    env |= {"AWS_ENDPOINT_URL_EC2": proxy.url, "AWS_ENDPOINT_URL_SSM": proxy.url}
     env.setdefault("INDEX_REGIONS", seed["parent"]["spec"]["region"])
     hook: Server | None = None
     bare: Server | None = None
@@ -149,6 +148,10 @@ def main(argv: list[str] | None = None) -> None:
             f"setup: {args.builders} builders sharing one base selector; hook and bare endpoint: uvicorn, "
             f"one worker, pinned to CPU {server_cpu}; load generator on CPU {cpus(load_cpus)}; "
             f"{args.concurrency} syncs in flight"
+        )
+        print(
+            f"setup: hook logging LOG_LEVEL={env['LOG_LEVEL']} LOG_FORMAT={env['LOG_FORMAT']} "
+            f"ACCESS_LOG={env['ACCESS_LOG']}; bare endpoint: uvicorn --no-access-log"
         )
         print(f"setup: hook RSS {hook.rss_mb():.1f} MB once ready (index of {REGION} filled)")
         client = Client(hook.port)
@@ -160,9 +163,8 @@ def main(argv: list[str] | None = None) -> None:
             print("warning: /readyz is not 200 after every builder was Ready once")
 
         calls_per_sync = warm_calls(client, proxy, steady, args.rounds, args.concurrency)
-        bare = Server.start(
-            "bare", ["--app-dir", "scripts", "--factory", "bench_sync:bare_app"], free_port(), server_cpu, env
-        )
+        bare_app_args = ["--app-dir", "scripts", "--factory", "bench_sync:bare_app", "--no-access-log"]
+        bare = Server.start("bare", bare_app_args, free_port(), server_cpu, env)
         ratio, p99 = throughput(hook, bare, proxy, steady, args)
         bare.stop()
         bare = None
@@ -236,20 +238,27 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     cpu: int
+    log: IO[bytes]
+    """The server's stdout and stderr (a temporary file); its end is printed if the server dies."""
 
     @classmethod
     def start(
         cls, name: str, app: list[str], port: int, cpu: int, env: dict[str, str], ready_path: str = "/healthz"
     ) -> Server:
         command = [sys.executable, "-m", "uvicorn", *app, "--host", "127.0.0.1", "--port", str(port)]
+        log = tempfile.TemporaryFile(prefix=f"bench-{name}-")  # noqa: SIM115 - closed in stop()
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and modules, no user input
-            [*command, "--log-level", "warning"], env=env, cwd=ROOT
+            command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
         )
-        server = cls(name, process, port, cpu)
+        server = cls(name, process, port, cpu, log)
         server.pin()
         server.wait(ready_path)
         server.pin()  # threads started meanwhile (the index refresher) inherit from a pinned one or are pinned now
         return server
+
+    def log_tail(self, lines: int = 20) -> str:
+        self.log.seek(0)
+        return b"\n".join(self.log.read().splitlines()[-lines:]).decode("utf-8", "replace")
 
     def pin(self) -> None:
         for task in Path(f"/proc/{self.process.pid}/task").iterdir():
@@ -260,7 +269,9 @@ class Server:
         deadline = time.monotonic() + 60
         while not self._answers(path):
             if self.process.poll() is not None:
-                raise SystemExit(f"{self.name} server exited with {self.process.returncode}")
+                raise SystemExit(
+                    f"{self.name} server exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
             if time.monotonic() > deadline:
                 raise SystemExit(f"{self.name} server did not answer {path} within 60 s")
             time.sleep(0.1)
@@ -280,7 +291,11 @@ class Server:
         return dict(line.split(":", 1) for line in lines if ":" in line)
 
     def rss_mb(self, key: str = "VmRSS") -> float:
-        return int(self.status()[key].split()[0]) / 1024  # kB
+        """Megabytes (NaN once the process is gone)."""
+        try:
+            return int(self.status()[key].split()[0]) / 1024  # kB
+        except (OSError, KeyError):
+            return float("nan")
 
     def cpu_seconds(self) -> float:
         stat = Path(f"/proc/{self.process.pid}/stat").read_text()
@@ -294,6 +309,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.log.close()
 
 
 # -- moto ---------------------------------------------------------------------------------------------------
