@@ -6,26 +6,38 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Body, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, TypeAdapter
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import logs, reconcile
+from app import logs, openapi, reconcile
 from app.build import LABEL_OWNER_UID
 from app.decide import Decision, World
 from app.ec2 import Ec2, ImageSource
 from app.effects import describe
-from app.hooks import CustomizeRequest, CustomizeResponse, HookRequest, RelatedResourceRule
+from app.hooks import (
+    MAX_PROBLEMS,
+    NOT_A_HOOK_REQUEST,
+    CustomizeRequest,
+    CustomizeResponse,
+    FinalizeResponse,
+    HookRequest,
+    HookRequestError,
+    RelatedResourceRule,
+    SyncResponse,
+)
 from app.image_index import IndexedImages, Refresher
 from app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.metrics import AwsCalls, Metrics, counting_aws_calls, outcome_of
-from app.notify.channels import dispatcher_from
-from app.notify.dispatch import Dispatcher
+from app.notify.channels import secret_rule
+from app.notify.dispatch import Dispatcher, dispatcher_from
 from app.notify.events import Event, Kind
-from app.notify.targets import secret_rule
 from app.settings import Settings
 from app.spec import PackerBuilderStatus
 
@@ -57,7 +69,60 @@ def _response(decision: Decision) -> dict[str, Any]:
     return body
 
 
+# The bytes FastAPI wrote when the hooks returned this dict; the OpenAPI document describes them with
+# SyncResponse / FinalizeResponse, which would re-add the empty status fields if used to serialize.
+_ANSWER = TypeAdapter(dict[str, Any])
+
+
+def _answer(decision: Decision) -> Response:
+    return Response(_ANSWER.dump_json(_response(decision), by_alias=True), media_type="application/json")
+
+
 HOOK_PATHS = frozenset({"/sync", "/customize", "/finalize"})
+# FastAPI's answer to a body it could not read at all (not UTF-8, for one).
+_UNREADABLE_BODY = "There was an error parsing the body"
+
+
+def _problem(error: Any) -> str:
+    loc = [str(p) for p in error["loc"] if p != "body"]
+    if error.get("type") == "json_invalid":
+        # loc is ("body", <character offset>); say so instead of "0: JSON decode error".
+        reason = (error.get("ctx") or {}).get("error", error["msg"])
+        return f"body: not JSON: {reason} at character {'.'.join(loc) or 0}"
+    if error.get("type") == "missing" and not loc:
+        return "body: empty; a hook request is a JSON object"
+    return f"{'.'.join(loc) or 'body'}: {error['msg']}"
+
+
+def _not_a_hook_request(problems: list[str]) -> JSONResponse:
+    return JSONResponse(
+        status_code=422, content={"error": NOT_A_HOOK_REQUEST, "problems": problems[:MAX_PROBLEMS]}
+    )
+
+
+async def _bad_request(_: Request, exc: RequestValidationError) -> Response:
+    return _not_a_hook_request([_problem(e) for e in exc.errors()])
+
+
+async def _unreadable_body(request: Request, exc: HTTPException) -> Response:
+    """A hook body FastAPI cannot even decode gets the same 422 as any other malformed request."""
+    if exc.status_code == 400 and exc.detail == _UNREADABLE_BODY and request.url.path in HOOK_PATHS:
+        cause = exc.__cause__
+        return _not_a_hook_request([f"body: not JSON: {cause}" if cause else "body: not JSON"])
+    return await http_exception_handler(request, exc)
+
+
+class Health(BaseModel):
+    status: str
+
+
+_REJECTED: dict[int | str, dict[str, Any]] = {
+    422: {
+        "model": HookRequestError,
+        "description": "The body is not JSON (or not UTF-8), or not a hook request of this shape. Nothing was "
+        "decided; Metacontroller retries with backoff.",
+    }
+}
 
 
 class JsonHookBodies:
@@ -185,26 +250,29 @@ def create_app(
         # Only the sync that first sees a transition announces it: what is still queued now is lost for good.
         await asyncio.to_thread(dispatcher.flush, SHUTDOWN_FLUSH_SECONDS)
 
+    examples = openapi.hook_examples()
     api = FastAPI(
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
         title="PackerBuilder hook",
         summary="Metacontroller CompositeController hooks that keep fresh, tagged AMIs built by Packer.",
         version="0.1.0",
     )
     api.add_middleware(JsonHookBodies)
+    openapi.install(api)
 
-    @api.exception_handler(RequestValidationError)
-    async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
-        ]
-        return JSONResponse(
-            status_code=422,
-            content={"error": "not a Metacontroller hook request", "problems": problems[:10]},
-        )
+    api.exception_handler(RequestValidationError)(_bad_request)
+    api.exception_handler(HTTPException)(_unreadable_body)
 
-    @api.post("/sync")
-    def sync(request: HookRequest) -> dict[str, Any]:
+    @api.post(
+        "/sync",
+        response_model=None,
+        responses={200: {"model": SyncResponse, "description": "The Jobs and the status."}, **_REJECTED},
+    )
+    def sync(
+        request: Annotated[HookRequest, Body(openapi_examples=examples.sync)],
+    ) -> Response:
         """Sync hook: the Jobs that must exist for this PackerBuilder and its status."""
         started = time.monotonic()
         now = clock()
@@ -212,14 +280,23 @@ def create_app(
         with counting_aws_calls() as calls:
             decision = reconcile.sync(world, source, now, publish_prefix)
         decision, news = reconcile.announce(request, world, decision, now, fallback_slack_token)
-        body = _response(decision)
+        body = _answer(decision)
         # Queued, not sent: a slow or failing notifier never delays or fails the answer.
         dispatcher.submit(news.events, news.targets)
         _observe(metrics, "sync", world, decision, calls, started, now, news.events)
         return body
 
-    @api.post("/finalize")
-    def finalize(request: HookRequest) -> dict[str, Any]:
+    @api.post(
+        "/finalize",
+        response_model=None,
+        responses={
+            200: {"model": FinalizeResponse, "description": "Whether the builder may go."},
+            **_REJECTED,
+        },
+    )
+    def finalize(
+        request: Annotated[HookRequest, Body(openapi_examples=examples.finalize)],
+    ) -> Response:
         """Finalize hook: `finalized: true` once no build is running and the last one's AMIs are tagged."""
         started = time.monotonic()
         now = clock()
@@ -227,10 +304,12 @@ def create_app(
         with counting_aws_calls() as calls:
             decision = reconcile.finalize(world, source, now, publish_prefix)
         _observe(metrics, "finalize", world, decision, calls, started, now)
-        return _response(decision)
+        return _answer(decision)
 
-    @api.post("/customize", response_model_exclude_none=True)
-    def customize(request: CustomizeRequest) -> CustomizeResponse:
+    @api.post("/customize", response_model_exclude_none=True, responses=_REJECTED)
+    def customize(
+        request: Annotated[CustomizeRequest, Body(openapi_examples=examples.customize)],
+    ) -> CustomizeResponse:
         """Customize hook: the Pods of this builder's Jobs (the AMI they report) and the notifier's Secrets."""
         meta = request.parent.metadata
         pods = RelatedResourceRule(
@@ -242,12 +321,16 @@ def create_app(
         secrets = secret_rule(meta.namespace, request.parent.spec)
         return CustomizeResponse(relatedResources=[pods] if secrets is None else [pods, secrets])
 
-    @api.get("/healthz")
+    @api.get("/healthz", response_model=Health)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/readyz", response_model=None)
-    def readyz() -> dict[str, str] | JSONResponse:
+    @api.get(
+        "/readyz",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "The AMI index is still being filled."}},
+    )
+    def readyz() -> Any:
         """Not ready until the AMI index's first fill has succeeded or failed: no sync meets a cold replica."""
         if refresher is not None and not refresher.ready.is_set():
             return JSONResponse(status_code=503, content={"status": "filling the AMI index"})
