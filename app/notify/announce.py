@@ -12,9 +12,10 @@ from typing import Any
 from app import conditions as cond
 from app.conditions import Wanted
 from app.decide import News, World, transition_time
+from app.notify.channels import configured, resolve
 from app.notify.events import Event, events
-from app.notify.targets import Resolved, SecretData, Target, notifier_of, resolve
-from app.spec import ConditionStatus, Notifier, PackerBuilderSpec, PackerBuilderStatus
+from app.notify.targets import Resolved, SecretData, Target, notifier_of
+from app.spec import ConditionStatus, PackerBuilderSpec, PackerBuilderStatus
 
 NOTIFIER_READY = "NotifierReady"
 
@@ -45,15 +46,11 @@ def announce(
         if found is None:
             return Announcement(new, found_events)
         notifier, region = found
-    if not _configured(notifier):
+    if not configured(notifier):
         return Announcement(new, found_events)
     resolved = resolve(notifier, world.meta.namespace, region, secrets, fallback_slack_token)
     status = _with_condition(world.status, new, _condition(resolved), transition_time(world, now))
     return Announcement(status, found_events, resolved.targets)
-
-
-def _configured(notifier: Notifier) -> bool:
-    return any((notifier.slack, notifier.sns, notifier.ses, notifier.discord))
 
 
 def _condition(resolved: Resolved) -> Wanted:

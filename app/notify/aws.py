@@ -1,22 +1,25 @@
 """SNS and SES through boto3, bounded like the EC2 adapter (short timeouts, few attempts).
 
 Endpoints come from boto3 itself (AWS_ENDPOINT_URL_SNS, AWS_ENDPOINT_URL_SES), as for EC2, so moto and the
-real services are configured the same way. Credentials are the service's own (IRSA or the environment).
+real services are configured the same way. Credentials are the service's own (IRSA or the environment), so
+neither section names a Secret.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.aws_clients import PerRegion, bounded_config
-from app.notify.dispatch import NotifyError
 from app.notify.message import Message
-from app.notify.targets import SesTarget, SnsTarget, Target
+from app.notify.targets import Channel, Lookup, NotifyError, Problem, Resolved, Target
+from app.settings import Settings
+from app.spec import SesNotifier, SnsNotifier
 
 if TYPE_CHECKING:
     from mypy_boto3_ses import SESClient
@@ -26,6 +29,35 @@ if TYPE_CHECKING:
 # SNS subjects: ASCII, no line breaks, under 100 characters.
 _SUBJECT_MAX = 99
 _BOUNDED = bounded_config(connect_timeout=1, read_timeout=3, max_attempts=2)
+
+
+@dataclass(frozen=True)
+class SnsTarget:
+    channel_name: ClassVar[str] = "sns"
+    topic_arn: str
+
+
+@dataclass(frozen=True)
+class SesTarget:
+    channel_name: ClassVar[str] = "ses"
+    sender: str
+    recipients: tuple[str, ...]
+    region: str
+
+
+def _resolve_ses(ses: SesNotifier, lookup: Lookup) -> Resolved:
+    """SES sends from a region: the section's own, else the builder's (unknown when spec.region is invalid)."""
+    region = ses.region or lookup.region
+    if not region:
+        problem = Problem("NoSESRegion", "spec.notifier.ses.region is required while spec.region is invalid")
+        return Resolved(problems=(problem,))
+    return Resolved((SesTarget(ses.sender, tuple(dict.fromkeys(ses.to)), region),))
+
+
+def _config(settings: Settings) -> Config:
+    """Bounded by NOTIFY_TIMEOUT_SECONDS like every other sender: a slow AWS endpoint only delays the queue."""
+    timeout = settings.notify_timeout_seconds
+    return bounded_config(min(settings.aws_connect_timeout, timeout), timeout, settings.aws_max_attempts)
 
 
 def _failure(service: str, error: Exception) -> NotifyError:
@@ -88,3 +120,17 @@ class SesSender:
             )
         except (ClientError, BotoCoreError) as error:
             raise _failure(f"SES SendEmail in {target.region}", error) from None
+
+
+SNS: Channel[SnsNotifier] = Channel(
+    name=SnsTarget.channel_name,
+    section=lambda notifier: notifier.sns,
+    resolve=lambda sns, _lookup: Resolved((SnsTarget(sns.topicARN),)),
+    sender=lambda settings: SnsSender(_config(settings)),
+)
+SES: Channel[SesNotifier] = Channel(
+    name=SesTarget.channel_name,
+    section=lambda notifier: notifier.ses,
+    resolve=_resolve_ses,
+    sender=lambda settings: SesSender(_config(settings)),
+)

@@ -1,24 +1,54 @@
 """Discord through an incoming webhook: one POST with an embed, a 429 honoured once.
 
-The webhook URL is itself the credential, so it appears nowhere but in the request line.
+The webhook URL is itself the credential, so it lives in the Secret the spec's section names and appears
+nowhere but in the request line.
 """
 
 import json
 import time
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 from urllib.error import HTTPError
+from urllib.parse import urlsplit
 
-from app.notify.dispatch import NotifyError
 from app.notify.message import Message, Tone
-from app.notify.targets import DiscordTarget, Target
+from app.notify.targets import Channel, Lookup, NotifyError, Problem, Resolved, Target, secret_value
+from app.spec import DiscordNotifier
+
+# The key read from the spec's Discord Secret: a name, not a secret.
+_URL_KEY = "webhookURL"
 
 _COLORS = {Tone.info: 0x3B82F6, Tone.good: 0x22C55E, Tone.bad: 0xEF4444}
 # Discord's limits for an embed title and a field value.
 _TITLE_MAX = 256
 _VALUE_MAX = 1024
 _USER_AGENT = "packer-builder-hook (notifications)"
+
+
+@dataclass(frozen=True)
+class DiscordTarget:
+    channel_name: ClassVar[str] = "discord"
+    webhook_url: str = field(repr=False)
+
+
+def _resolve(discord: DiscordNotifier, lookup: Lookup) -> Resolved:
+    """The webhook URL from the Secret; one that is not http(s) is a problem (urlopen would also read files)."""
+    url, problem = secret_value(lookup, discord.secret, _URL_KEY)
+    if problem is None and not _is_web_url(url):
+        problem = Problem("SecretInvalid", f"Secret {discord.secret} key `{_URL_KEY}` is not an http(s) URL")
+    if problem is not None:
+        return Resolved(problems=(Problem(problem.reason, f"{problem.message}; Discord is off"),))
+    return Resolved((DiscordTarget(url),))
+
+
+def _is_web_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 def payload(message: Message) -> dict[str, Any]:
@@ -91,3 +121,12 @@ def _retry_after(error: HTTPError) -> float:
         return max(float(error.headers.get("Retry-After", "1")), 0.0)
     except (TypeError, ValueError):
         return 1.0
+
+
+DISCORD: Channel[DiscordNotifier] = Channel(
+    name=DiscordTarget.channel_name,
+    section=lambda notifier: notifier.discord,
+    resolve=_resolve,
+    sender=lambda settings: DiscordSender(timeout=settings.notify_timeout_seconds),
+    secret=lambda discord: discord.secret,
+)

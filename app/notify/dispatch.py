@@ -11,25 +11,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from cachetools import TTLCache
 
+from app.notify.channels import CHANNELS
 from app.notify.events import Event
-from app.notify.message import Message, render
+from app.notify.message import render
 from app.notify.metrics import Counters
-from app.notify.targets import Target
+from app.notify.targets import NotifyError, Sender, Target
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class NotifyError(Exception):
-    """A delivery that failed; its message is safe to log (no token, webhook URL or other Secret value)."""
-
-
-class Sender(Protocol):
-    def send(self, target: Target, message: Message) -> None:
-        """Deliver or raise NotifyError; bounded in time by the sender's own timeouts and retries."""
 
 
 @dataclass(frozen=True)
@@ -137,3 +129,12 @@ class Dispatcher:
             return
         self.counters.add(channel, "sent")
         log.info("%s notification %s sent for %s", channel, event.kind, who)
+
+
+def dispatcher_from(settings: Settings) -> Dispatcher:
+    """The service's dispatcher: a sender for every registered channel."""
+    return Dispatcher(
+        {channel.name: channel.sender(settings) for channel in CHANNELS},
+        queue_size=settings.notify_queue_size,
+        dedupe_seconds=settings.notify_dedupe_seconds,
+    )

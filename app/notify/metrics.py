@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.notify.targets import CHANNELS
+from app.notify.channels import CHANNELS
 
 OUTCOMES = ("sent", "failed", "dropped")
 
@@ -44,9 +44,10 @@ class Counters(Collector):
                 "Notifications by channel and outcome (dropped: the send queue was full).",
                 labels=["channel", "outcome"],
             )
+            # Every registered channel from the start: dashboards and alerts see zeros, not missing series.
             for channel in CHANNELS:
                 for outcome in OUTCOMES:
-                    sent.add_metric([channel, outcome], self._counts[(channel, outcome)])
+                    sent.add_metric([channel.name, outcome], self._counts[(channel.name, outcome)])
             repeats = CounterMetricFamily(
                 "packer_builder_notification_repeats_suppressed",
                 "Transitions seen again and not announced twice.",

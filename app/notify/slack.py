@@ -1,12 +1,16 @@
 """Slack through slack_sdk's WebClient: one chat.postMessage per channel, Block Kit with a plain-text fallback.
 
+The spec's section becomes one target per channel ID, with the token from the Secret it names or else the
+service's SLACK_BOT_TOKEN.
+
 Retries are few and deliberate: a 429 is retried after its Retry-After (when that is short), a connection that
 never got through is retried once, and a 5xx is not retried because Slack may have posted the message anyway.
 """
 
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 from urllib.error import URLError
 
 from slack_sdk import WebClient
@@ -16,15 +20,52 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
-from app.notify.dispatch import NotifyError
 from app.notify.message import Message, Tone
-from app.notify.targets import SlackTarget, Target
+from app.notify.targets import Channel, Lookup, NotifyError, Problem, Resolved, Target, secret_value
+from app.spec import SlackNotifier
 
 DEFAULT_API_URL = "https://slack.com/api/"
+# The key read from the spec's Slack Secret: a name, not a secret.
+_TOKEN_KEY = "token"  # noqa: S105
 # Slack's limits for a header text and a section field.
 _HEADER_MAX = 150
 _FIELD_MAX = 2000
 _MAX_FIELDS = 10
+
+
+@dataclass(frozen=True)
+class SlackTarget:
+    channel_name: ClassVar[str] = "slack"
+    channel: str
+    token: str = field(repr=False)
+
+
+def _resolve(slack: SlackNotifier, lookup: Lookup) -> Resolved:
+    """A target per channel ID with the Secret's token, else the service's; a missing Secret is a problem."""
+    if not slack.channelIDs:
+        return Resolved()
+    problems: list[Problem] = []
+    token = ""
+    if slack.secret:
+        token, problem = secret_value(lookup, slack.secret, _TOKEN_KEY)
+        if problem is not None:
+            fallback = (
+                "the service's SLACK_BOT_TOKEN is used" if lookup.fallback_slack_token else "Slack is off"
+            )
+            problems.append(Problem(problem.reason, f"{problem.message}; {fallback}"))
+    token = token or lookup.fallback_slack_token
+    if token:
+        targets = tuple(SlackTarget(channel, token) for channel in dict.fromkeys(slack.channelIDs))
+        return Resolved(targets, tuple(problems))
+    if not slack.secret:
+        problems.append(
+            Problem(
+                "NoSlackToken",
+                "Slack has channels but no token: set spec.notifier.slack.secret or the service's "
+                "SLACK_BOT_TOKEN",
+            )
+        )
+    return Resolved(problems=tuple(problems))
 
 
 class RetryAfter(RetryHandler):
@@ -148,3 +189,12 @@ def blocks(message: Message) -> list[dict[str, Any]]:
             button["style"] = "primary"
         rendered.append({"type": "actions", "elements": [button]})
     return rendered
+
+
+SLACK: Channel[SlackNotifier] = Channel(
+    name=SlackTarget.channel_name,
+    section=lambda notifier: notifier.slack,
+    resolve=_resolve,
+    sender=lambda settings: SlackSender(settings.slack_api_url, timeout=settings.notify_timeout_seconds),
+    secret=lambda slack: slack.secret,
+)

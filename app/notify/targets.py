@@ -1,60 +1,45 @@
-"""Where notifications go: the spec's notifier plus the Secrets Metacontroller handed over, resolved into targets.
+"""What every channel shares: the Target, Sender and Channel contracts, and the channel-independent steps of
+resolving a notifier (reading its spec section and the Secrets Metacontroller handed over, naming problems).
 
 Pure. Secret values live only inside targets (never in their repr) and are never copied into a problem
-message: a problem names the Secret and the key, not what is in it.
+message: a problem names the Secret and the key, not what is in it. Nothing here knows a channel: each
+channel module fills in a `Channel`, and app.notify.channels lists them.
 """
 
 import base64
 import binascii
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from app.hooks import RelatedResourceRule
+from app.notify.message import Message
+from app.settings import Settings
 from app.spec import Notifier
 
-# Where Metacontroller puts related Secrets, and the keys read from them: names, not secrets.
+# Where Metacontroller puts related Secrets: a name, not a secret.
 SECRET_GROUP = "Secret.v1"  # noqa: S105
-SLACK_TOKEN_KEY = "token"  # noqa: S105
-DISCORD_URL_KEY = "webhookURL"
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
 
 SecretData = Mapping[str, Mapping[str, str]]
 
 
-@dataclass(frozen=True)
-class SlackTarget:
-    channel_name: ClassVar[str] = "slack"
-    channel: str
-    token: str = field(repr=False)
+class Target(Protocol):
+    """Where one notification goes; `channel_name` picks the sender that delivers it and labels its metrics."""
+
+    @property
+    def channel_name(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class SnsTarget:
-    channel_name: ClassVar[str] = "sns"
-    topic_arn: str
+class NotifyError(Exception):
+    """A delivery that failed; its message is safe to log (no token, webhook URL or other Secret value)."""
 
 
-@dataclass(frozen=True)
-class SesTarget:
-    channel_name: ClassVar[str] = "ses"
-    sender: str
-    recipients: tuple[str, ...]
-    region: str
-
-
-@dataclass(frozen=True)
-class DiscordTarget:
-    channel_name: ClassVar[str] = "discord"
-    webhook_url: str = field(repr=False)
-
-
-Target = SlackTarget | SnsTarget | SesTarget | DiscordTarget
-CHANNELS = ("slack", "sns", "ses", "discord")
+class Sender(Protocol):
+    def send(self, target: Target, message: Message) -> None:
+        """Deliver or raise NotifyError; bounded in time by the sender's own timeouts and retries."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +54,51 @@ class Resolved:
     problems: tuple[Problem, ...] = ()
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """What resolving a section may need besides the section: the builder's namespace and region, the
+    Secrets handed over, and the service's own Slack token (for sections that name no Secret)."""
+
+    namespace: str
+    region: str
+    secrets: SecretData
+    fallback_slack_token: str
+
+
+Section = TypeVar("Section", bound=BaseModel)
+
+
+def _no_secret(section: BaseModel) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Channel(Generic[Section]):
+    """One channel, defined next to its sender so that everything about it is in one module.
+
+    `section` finds the channel's part of a Notifier (None: not configured); `resolve` turns that part into
+    targets and problems; `secret` is the Secret it names, which the customize hook asks Metacontroller for;
+    `sender` builds the channel's sender from the service settings.
+    """
+
+    name: str
+    section: Callable[[Notifier], Section | None]
+    resolve: Callable[[Section, Lookup], Resolved]
+    sender: Callable[[Settings], Sender]
+    secret: Callable[[Section], str | None] = _no_secret
+
+    def configured(self, notifier: Notifier) -> bool:
+        return self.section(notifier) is not None
+
+    def resolved(self, notifier: Notifier, lookup: Lookup) -> Resolved:
+        section = self.section(notifier)
+        return Resolved() if section is None else self.resolve(section, lookup)
+
+    def secret_name(self, notifier: Notifier) -> str | None:
+        section = self.section(notifier)
+        return None if section is None else self.secret(section)
+
+
 def notifier_of(raw_spec: Any) -> tuple[Notifier, str] | None:
     """The notifier and region of a raw spec, read on their own so an otherwise invalid spec still notifies."""
     if not isinstance(raw_spec, dict):
@@ -79,27 +109,6 @@ def notifier_of(raw_spec: Any) -> tuple[Notifier, str] | None:
         return None
     region = raw_spec.get("region")
     return notifier, region if isinstance(region, str) and _REGION.fullmatch(region) else ""
-
-
-def secret_names(notifier: Notifier) -> list[str]:
-    names = {
-        name
-        for name in (
-            notifier.slack.secret if notifier.slack else None,
-            notifier.discord.secret if notifier.discord else None,
-        )
-        if name
-    }
-    return sorted(names)
-
-
-def secret_rule(namespace: str, raw_spec: Any) -> RelatedResourceRule | None:
-    """The customize hook's ask for the notifier's Secrets; it depends on the spec alone (rule 12)."""
-    found = notifier_of(raw_spec)
-    names = secret_names(found[0]) if found else []
-    if not names:
-        return None
-    return RelatedResourceRule(apiVersion="v1", resource="secrets", namespace=namespace, names=names)
 
 
 def read_secrets(objects: Iterable[Any], namespace: str) -> dict[str, dict[str, str]]:
@@ -123,72 +132,12 @@ def read_secrets(objects: Iterable[Any], namespace: str) -> dict[str, dict[str, 
     return found
 
 
-def resolve(
-    notifier: Notifier, namespace: str, region: str, secrets: SecretData, fallback_slack_token: str
-) -> Resolved:
-    targets: list[Target] = []
-    problems: list[Problem] = []
-
-    slack = notifier.slack
-    if slack is not None and slack.channelIDs:
-        token = ""
-        if slack.secret:
-            token, problem = _secret_value(secrets, namespace, slack.secret, SLACK_TOKEN_KEY)
-            if problem is not None:
-                fallback = "the service's SLACK_BOT_TOKEN is used" if fallback_slack_token else "Slack is off"
-                problems.append(Problem(problem.reason, f"{problem.message}; {fallback}"))
-        token = token or fallback_slack_token
-        if token:
-            targets += [SlackTarget(channel, token) for channel in dict.fromkeys(slack.channelIDs)]
-        elif not slack.secret:
-            problems.append(
-                Problem(
-                    "NoSlackToken",
-                    "Slack has channels but no token: set spec.notifier.slack.secret or the service's "
-                    "SLACK_BOT_TOKEN",
-                )
-            )
-
-    if notifier.sns is not None:
-        targets.append(SnsTarget(notifier.sns.topicARN))
-
-    ses = notifier.ses
-    if ses is not None:
-        ses_region = ses.region or region
-        if ses_region:
-            targets.append(SesTarget(ses.sender, tuple(dict.fromkeys(ses.to)), ses_region))
-        else:
-            problems.append(
-                Problem("NoSESRegion", "spec.notifier.ses.region is required while spec.region is invalid")
-            )
-
-    discord = notifier.discord
-    if discord is not None:
-        url, problem = _secret_value(secrets, namespace, discord.secret, DISCORD_URL_KEY)
-        if problem is None and not _is_web_url(url):
-            problem = Problem(
-                "SecretInvalid", f"Secret {discord.secret} key `{DISCORD_URL_KEY}` is not an http(s) URL"
-            )
-        if problem is not None:
-            problems.append(Problem(problem.reason, f"{problem.message}; Discord is off"))
-        else:
-            targets.append(DiscordTarget(url))
-    return Resolved(tuple(targets), tuple(problems))
-
-
-def _secret_value(secrets: SecretData, namespace: str, name: str, key: str) -> tuple[str, Problem | None]:
-    data = secrets.get(name)
+def secret_value(lookup: Lookup, name: str, key: str) -> tuple[str, Problem | None]:
+    """One key of a handed-over Secret, or the problem that names what is missing (never a value)."""
+    data = lookup.secrets.get(name)
     if data is None:
-        return "", Problem("SecretNotFound", f"Secret {name} not found in namespace {namespace}")
+        return "", Problem("SecretNotFound", f"Secret {name} not found in namespace {lookup.namespace}")
     value = data.get(key, "")
     if not value:
         return "", Problem("SecretInvalid", f"Secret {name} has no key `{key}`")
     return value, None
-
-
-def _is_web_url(value: str) -> bool:
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc)

@@ -7,10 +7,9 @@ from typing import Any
 import boto3
 import pytest
 
-from app.notify.aws import SesSender, SnsSender
-from app.notify.dispatch import NotifyError
+from app.notify.aws import SesSender, SesTarget, SnsSender, SnsTarget
 from app.notify.message import console_url, render
-from app.notify.targets import SesTarget, SnsTarget
+from app.notify.targets import NotifyError
 from tests.aws import REGION
 from tests.events import build_succeeded
 

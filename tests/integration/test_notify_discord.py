@@ -5,10 +5,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.notify.discord import DiscordSender
-from app.notify.dispatch import NotifyError
+from app.notify.discord import DiscordSender, DiscordTarget
 from app.notify.message import console_url, render
-from app.notify.targets import DiscordTarget
+from app.notify.targets import NotifyError
 from tests.aws import free_port
 from tests.events import build_succeeded
 from tests.fakes.discord import WEBHOOK_PATH, FakeDiscord, fake_discord, rate_limited

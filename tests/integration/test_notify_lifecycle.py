@@ -16,8 +16,7 @@ import pytest
 
 from app.ec2 import Ec2
 from app.main import create_app
-from app.notify.channels import dispatcher_from
-from app.notify.dispatch import Dispatcher
+from app.notify.dispatch import Dispatcher, dispatcher_from
 from app.settings import Settings
 from tests.aws import NEWEST_EKS_130_X86, REGION, ec2_client, register_built_ami
 from tests.builders import NAMESPACE, build_pod, fail_each_build, parent, request, running, succeeded

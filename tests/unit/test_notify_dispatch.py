@@ -6,10 +6,13 @@ import threading
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from app.notify.dispatch import Dispatcher, NotifyError
+from app.notify.aws import SnsTarget
+from app.notify.discord import DiscordTarget
+from app.notify.dispatch import Dispatcher
 from app.notify.events import Event, Kind
 from app.notify.message import Message
-from app.notify.targets import DiscordTarget, SlackTarget, SnsTarget, Target
+from app.notify.slack import SlackTarget
+from app.notify.targets import NotifyError, Target
 
 STARTED = Event(Kind.started, "pb", "ami-builds", "uid-1", "build-1", region="us-west-2", job_name="pb-1")
 SUCCEEDED = Event(

@@ -12,15 +12,11 @@ from app import reconcile
 from app.decide import Decision
 from app.hooks import HookRequest
 from app.notify.announce import NOTIFIER_READY, Announcement
-from app.notify.targets import (
-    DiscordTarget,
-    SesTarget,
-    SlackTarget,
-    SnsTarget,
-    read_secrets,
-    resolve,
-    secret_rule,
-)
+from app.notify.aws import SesTarget, SnsTarget
+from app.notify.channels import resolve, secret_rule
+from app.notify.discord import DiscordTarget
+from app.notify.slack import SlackTarget
+from app.notify.targets import read_secrets
 from app.reconcile import world_of
 from app.spec import Notifier, PackerBuilderStatus
 from tests.builders import NAMESPACE, T0, parent, request
