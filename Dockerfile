@@ -28,6 +28,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /srv
 COPY app ./app
+# The saved hook requests: /docs shows them as examples (app/openapi.py).
+COPY metacontroller/examples ./metacontroller/examples
+COPY examples ./examples
 USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
