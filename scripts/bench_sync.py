@@ -17,7 +17,8 @@ and each goes the way a builder goes before its steady state (its AWS calls prin
 - running: resyncs while that Job runs;
 - built: the Job has succeeded and its pod reports the AMI Packer made (untagged, in moto); the hook tags
   it; each builder's answer status is fed back until the answer changes nothing (the builder is Ready,
-  its finished Job and pod still in the request, as Metacontroller sends them until the Job's TTL).
+  its finished Job and pod still in the request, as Metacontroller sends them while the hook's Job
+  history limits keep the Job).
 
 Then, measured:
 
