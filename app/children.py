@@ -11,14 +11,16 @@ _GENERATED_LABELS = ("controller-uid", "job-name")
 _GENERATED_PREFIX = "batch.kubernetes.io/"
 
 
+def _kept(value: Any) -> bool:
+    return value is not None and value not in ("", [], {})
+
+
 def _prune(value: Any) -> Any:
-    """Drop nulls and empty strings/lists/maps (rule 6)."""
+    """Drop nulls and empty strings/lists/maps (rule 6), in one pass."""
     if isinstance(value, dict):
-        pruned = {k: _prune(v) for k, v in value.items()}
-        return {k: v for k, v in pruned.items() if v not in (None, "", [], {})}
+        return {k: v for k, item in value.items() if _kept(v := _prune(item))}
     if isinstance(value, list):
-        items = [_prune(v) for v in value]
-        return [v for v in items if v not in (None, "", [], {})]
+        return [v for item in value if _kept(v := _prune(item))]
     return value
 
 

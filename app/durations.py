@@ -2,6 +2,7 @@
 
 import re
 from datetime import timedelta
+from functools import cache
 
 DURATION_PATTERN = r"^([0-9]+(d|h|m|s))+$"
 _PART = re.compile(r"([0-9]+)(d|h|m|s)")
@@ -10,6 +11,7 @@ _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 MAX_DURATION = timedelta(days=3650)
 
 
+@cache  # the same few spec strings, several times per sync
 def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
     """Parse `48h`-style durations; raise ValueError with a readable message otherwise."""
     if not re.fullmatch(DURATION_PATTERN, text):
