@@ -6,7 +6,7 @@ The service runs as the chart runs it (`uvicorn app.main:app`, one worker, LOG_L
 ACCESS_LOG=false: its one JSON line per answer is part of what is measured; the environment may override
 them) in a subprocess pinned to one CPU, its log going to a temporary file; this process plays
 Metacontroller from the other CPUs (if any). EC2 and SSM are an embedded moto server behind a counting proxy
-(scripts/aws_proxy.py): the hook's AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL_SSM point at the proxy, which
+(tests/fakes/aws_proxy.py): the hook's AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL_SSM point at the proxy, which
 counts every call by API (`ec2:DescribeImages`) and can hold EC2 calls to play a slow EC2. The script's
 own setup calls (the AMIs "Packer built") go to moto directly and are not counted.
 
@@ -65,7 +65,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import boto3
-from aws_proxy import CountingProxy
 from botocore.config import Config
 from fastapi import FastAPI
 
@@ -75,6 +74,13 @@ from app.local import REGION, start_local_ec2
 from app.tags import format_timestamp
 
 ROOT = Path(__file__).resolve().parent.parent
+# Running `python scripts/bench_sync.py` puts scripts/ first on sys.path, not the project: the AWS proxy is
+# the tests' own (tests/fakes/aws_proxy.py), and `tests` is no installed package.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.fakes.aws_proxy import AwsProxy  # noqa: E402
+
 SEED_REQUEST = ROOT / "examples" / "sync-new.json"
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # The service's defaults (app/settings.py), unless the environment sets them for the hook.
@@ -133,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     moto = start_local_ec2()
     fast_moto_tags()
-    proxy = CountingProxy(os.environ["AWS_ENDPOINT_URL_EC2"])
+    proxy = AwsProxy(os.environ["AWS_ENDPOINT_URL_EC2"])
     proxy.start()
     seed = json.loads(SEED_REQUEST.read_text())
     warm_moto(seed["parent"]["spec"]["amiFilters"])
@@ -577,7 +583,7 @@ def calls_line(counts: Counter[str]) -> str:
 
 def bring_up(
     client: Client,
-    proxy: CountingProxy,
+    proxy: AwsProxy,
     seed: Body,
     parents: list[Body],
     rounds: int,
@@ -635,9 +641,7 @@ def bring_up(
     return encoded([steady[i] for i in sorted(steady) if is_ready(steady[i]["parent"]["status"])])
 
 
-def warm_calls(
-    client: Client, proxy: CountingProxy, steady: list[bytes], rounds: int, concurrency: int
-) -> float:
+def warm_calls(client: Client, proxy: AwsProxy, steady: list[bytes], rounds: int, concurrency: int) -> float:
     proxy.reset()
     load = client.run(steady * rounds, concurrency, parse=False)
     counts = proxy.reset()
@@ -652,7 +656,7 @@ def warm_calls(
 
 
 def throughput(
-    hook: Server, bare: Server, proxy: CountingProxy, steady: list[bytes], args: argparse.Namespace
+    hook: Server, bare: Server, proxy: AwsProxy, steady: list[bytes], args: argparse.Namespace
 ) -> tuple[float, float]:
     """Best of `repeats` runs per endpoint, alternating; returns (hook/bare syncs per second, hook p99)."""
     bodies = [steady[i % len(steady)] for i in range(args.requests)]
@@ -682,7 +686,7 @@ def throughput(
 
 
 def slow_ec2(
-    client: Client, proxy: CountingProxy, steady: list[bytes], args: argparse.Namespace, env: dict[str, str]
+    client: Client, proxy: AwsProxy, steady: list[bytes], args: argparse.Namespace, env: dict[str, str]
 ) -> float:
     """EC2 holds every call `slow_delay` s. Warm syncs (5 in flight, each worker pausing 20 ms between its
     syncs) go on until the hook's background refresh has come, been held and been given up (or for at most
@@ -734,7 +738,7 @@ def slow_ec2(
 def rss_at(
     client: Client,
     hook: Server,
-    proxy: CountingProxy,
+    proxy: AwsProxy,
     seed: Body,
     parents: list[Body],
     steady: list[bytes],

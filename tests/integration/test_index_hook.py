@@ -230,7 +230,7 @@ def test_slow_ec2_delays_only_the_syncs_that_act(
     with hook(monkeypatch, proxy.url, **QUIET) as url:
         status = warm(url)
         try:
-            proxy.delay = 5.0
+            proxy.slow("ec2", 5.0)
             before = proxy.calls()
             steady = sync(url, request(parent(status=status)))
             assert is_ready(steady), steady["status"]
@@ -243,7 +243,7 @@ def test_slow_ec2_delays_only_the_syncs_that_act(
             assert condition(new, "AWSError") is not None, new["status"]
             assert new["children"] == []
         finally:
-            proxy.delay = 0.0
+            proxy.slow("ec2", 0)
 
 
 def test_a_failing_background_refresh_keeps_answering_from_the_last_good_index(
