@@ -13,7 +13,6 @@ generator fail instead of silently producing a CRD the API server refuses.
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from app import spec  # noqa: E402
+from scripts.generated import write_or_check  # noqa: E402
 
 OUTPUTS = (
     ROOT / "metacontroller" / "packerbuilder-crd.yaml",
@@ -340,29 +340,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if a committed CRD differs")
     args = parser.parse_args(argv)
     expected = render()
-    stale = []
-    for output in OUTPUTS:
-        current = output.read_text() if output.exists() else ""
-        if current == expected:
-            continue
-        if args.check:
-            stale.append(output)
-            diff = difflib.unified_diff(
-                current.splitlines(keepends=True),
-                expected.splitlines(keepends=True),
-                fromfile=f"{output.relative_to(ROOT)} (committed)",
-                tofile=f"{output.relative_to(ROOT)} (from app/spec.py)",
-            )
-            sys.stderr.writelines(diff)
-        else:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(expected)
-            print(f"wrote {output.relative_to(ROOT)}")
-    if stale:
-        names = ", ".join(str(p.relative_to(ROOT)) for p in stale)
-        print(f"{names} out of date: run `uv run python scripts/gen_crd.py`", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(
+        dict.fromkeys(OUTPUTS, expected),
+        ROOT,
+        check=args.check,
+        source="app/spec.py",
+        command="uv run python scripts/gen_crd.py",
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ returns them (tests/builders.py): uids, generated labels, owner references, stat
 from __future__ import annotations
 
 import argparse
-import difflib
 import fnmatch
 import hashlib
 import json
@@ -54,6 +53,7 @@ from app.build import PACKER_CONTAINER  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.tags import Image, format_timestamp, parse_timestamp  # noqa: E402
+from scripts.generated import write_or_check  # noqa: E402
 from tests.builders import NAMESPACE, UID, failed, running, succeeded  # noqa: E402
 from tests.deploy.manifests import apply_defaults, crd_schema  # noqa: E402
 
@@ -410,31 +410,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--check", action="store_true", help="fail if a saved request differs")
     args = parser.parse_args(argv)
-    stale = []
-    for stage, body in requests().items():
-        output = OUT / f"{stage}.json"
-        expected = render(body)
-        current = output.read_text() if output.exists() else ""
-        if current == expected:
-            continue
-        if args.check:
-            stale.append(output)
-            diff = difflib.unified_diff(
-                current.splitlines(keepends=True),
-                expected.splitlines(keepends=True),
-                fromfile=f"{output.relative_to(ROOT)} (saved)",
-                tofile=f"{output.relative_to(ROOT)} (from the hook)",
-            )
-            sys.stderr.writelines(diff)
-        else:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(expected)
-            print(f"wrote {output.relative_to(ROOT)}")
-    if stale:
-        names = ", ".join(str(p.relative_to(ROOT)) for p in stale)
-        print(f"{names} out of date: run `uv run python scripts/gen_examples.py`", file=sys.stderr)
-        return 1
-    return 0
+    files = {OUT / f"{stage}.json": render(body) for stage, body in requests().items()}
+    return write_or_check(
+        files,
+        ROOT,
+        check=args.check,
+        source="the hook's answers",
+        command="uv run python scripts/gen_examples.py",
+    )
 
 
 if __name__ == "__main__":

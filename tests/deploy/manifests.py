@@ -166,3 +166,17 @@ def run_helm(helm_home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(helm_binary()), *args], capture_output=True, text=True, env=env, timeout=60, check=False
     )
+
+
+def markdown_table(text: str, header: list[str]) -> list[list[str]]:
+    """The body rows (cells stripped) of the one Markdown table in `text` with this header row."""
+    tables: list[list[list[str]]] = []
+    current: list[list[str]] = []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif current:
+            tables.append(current)
+            current = []
+    (table,) = [t for t in tables if t[0] == header]
+    return table[2:]

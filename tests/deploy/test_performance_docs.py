@@ -8,27 +8,13 @@ from pydantic import AliasChoices
 
 from app import conditions
 from app.settings import Settings
-from tests.deploy.manifests import CHART, ROOT, load_yaml
+from tests.deploy.manifests import CHART, ROOT, load_yaml, markdown_table
 
 DOC = ROOT / "docs" / "performance.md"
 README = ROOT / "README.md"
 SETTINGS_HEADER = ["Variable", "Default", "Chart value", "What it sets"]
 # The settings of the index and the background refresh: INDEX_* and the base-image refresh period.
 INDEX_SETTING = re.compile(r"^(INDEX_[A-Z_]+|BASE_IMAGE_CACHE_SECONDS)$")
-
-
-def _table(text: str, header: list[str]) -> list[list[str]]:
-    """The body rows (cells stripped) of the one Markdown table in `text` with this header row."""
-    tables: list[list[list[str]]] = []
-    current: list[list[str]] = []
-    for line in [*text.splitlines(), ""]:
-        if line.startswith("|"):
-            current.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-        elif current:
-            tables.append(current)
-            current = []
-    (table,) = [t for t in tables if t[0] == header]
-    return table[2:]
 
 
 def _env_of(field: str) -> str:
@@ -60,10 +46,10 @@ def _shown(value: float) -> str:
 
 
 def _rows(path: Path, header: list[str]) -> dict[str, list[str]]:
-    return {row[0].strip("`"): row for row in _table(path.read_text(), header)}
+    return {row[0].strip("`"): row for row in markdown_table(path.read_text(), header)}
 
 
-def test_every_index_setting_is_in_the_settings_table() -> None:
+def test_every_index_setting_is_in_the_settingsmarkdown_table() -> None:
     index_settings = {name for name in _env_names() if INDEX_SETTING.match(name)}
     assert {"INDEX_REFRESH_SECONDS", "INDEX_STALE_AFTER_SECONDS", "INDEX_REGIONS"} <= index_settings
     assert index_settings <= set(_rows(DOC, SETTINGS_HEADER))

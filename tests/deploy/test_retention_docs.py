@@ -13,7 +13,16 @@ from app.ec2 import ImageSource
 from app.lifecycle import MAX_REMOVALS_PER_SYNC, parameter_names, report_conditions
 from app.settings import Settings
 from app.spec import PackerBuilderSpec, Publish, Retention, parse_spec
-from tests.deploy.manifests import CHART, EXAMPLES, ROOT, crd_schema, load_yaml, schema_errors, strict
+from tests.deploy.manifests import (
+    CHART,
+    EXAMPLES,
+    ROOT,
+    crd_schema,
+    load_yaml,
+    markdown_table,
+    schema_errors,
+    strict,
+)
 
 DOC = ROOT / "docs" / "retention.md"
 README = ROOT / "README.md"
@@ -29,20 +38,6 @@ def _retention_conditions() -> dict[str, str]:
     names = re.findall(r"^([A-Z_]+) = ", block, re.MULTILINE)
     assert names, "no retention conditions found"
     return {name: getattr(conditions, name) for name in names}
-
-
-def _table(text: str, header: list[str]) -> list[list[str]]:
-    """The body rows (cells stripped) of the one Markdown table in `text` with this header row."""
-    tables: list[list[list[str]]] = []
-    current: list[list[str]] = []
-    for line in [*text.splitlines(), ""]:
-        if line.startswith("|"):
-            current.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-        elif current:
-            tables.append(current)
-            current = []
-    (table,) = [t for t in tables if t[0] == header]
-    return table[2:]
 
 
 def test_example_is_the_seed_plus_retention_publish_and_history() -> None:
@@ -93,7 +88,7 @@ def test_doc_names_every_retention_condition_and_its_table_lists_exactly_them() 
     }
     for kind in retention:
         assert f"`{kind}`" in text, kind
-    table = {row[0].strip("`") for row in _table(text, ["Type", "Status / reason", "Present when"])}
+    table = {row[0].strip("`") for row in markdown_table(text, ["Type", "Status / reason", "Present when"])}
     assert table == retention
 
 
@@ -118,7 +113,9 @@ def test_doc_field_table_states_the_model_defaults() -> None:
         "spec.retention.skipInUse": Retention.model_fields["skipInUse"].default,
         "spec.publish.ssmParameter": None,  # publish itself is optional
     }
-    rows = {row[0].strip("`"): row[1] for row in _table(DOC.read_text(), ["Field", "Default", "Effect"])}
+    rows = {
+        row[0].strip("`"): row[1] for row in markdown_table(DOC.read_text(), ["Field", "Default", "Effect"])
+    }
     assert rows.keys() == defaults.keys()
     for field, default in defaults.items():
         expected = "unset" if default is None else f"`{json.dumps(default)}`"

@@ -4,20 +4,18 @@ import base64
 import copy
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import pytest
 
-from app.base_image import BaseLookup, BaseSource
 from app.main import create_app
 from app.notify.dispatch import Dispatcher
 from app.notify.slack import SlackSender
 from app.settings import Settings
-from app.tags import Image
-from tests.builders import NAMESPACE, T0, base_image, parent, request, running
+from tests.builders import NAMESPACE, T0, parent, request, running
+from tests.fakes.ec2 import NoAmis
 from tests.fakes.slack import FakeSlack, fake_slack, headline, rate_limited, server_error, slow
 from tests.http import get, post, serve
 from tests.seed import SEED_SPEC
@@ -26,49 +24,6 @@ TOKEN = "xoxb-4242-s3cr3t-t0k3n"
 CHANNELS = ["C0AMIBUILD", "C0PLATFORM"]
 SPEC = copy.deepcopy(SEED_SPEC) | {"notifier": {"slack": {"channelIDs": CHANNELS, "secret": "slack-token"}}}
 TIMEOUT = 1
-
-
-class NoAmis:
-    """EC2 with the seed's base AMI and nothing built yet: every new builder needs a build."""
-
-    def exact(self) -> "NoAmis":
-        return self
-
-    def stale(self, region: str) -> str:
-        return ""
-
-    def base_image(self, region: str, source: BaseSource) -> BaseLookup:
-        return base_image()
-
-    def managed_images(self, region: str, tags: Mapping[str, str]) -> list[Image]:
-        return []
-
-    def images_by_id(self, region: str, image_ids: Sequence[str]) -> list[Image]:
-        return []
-
-    def tag_images(self, region: str, image_ids: Sequence[str], tags: Mapping[str, str]) -> None:
-        raise AssertionError("nothing is built, nothing is tagged")
-
-    def tag_snapshots(self, region: str, snapshot_ids: Sequence[str], tags: Mapping[str, str]) -> None:
-        raise AssertionError("nothing is built, nothing is tagged")
-
-    def parameter_value(self, region: str, name: str) -> str | None:
-        return None
-
-    def put_parameter(self, region: str, name: str, image_id: str) -> None:
-        raise AssertionError("nothing is built, nothing is published")
-
-    def enable_deprecation(self, region: str, image_id: str, at: datetime) -> None:
-        raise AssertionError("nothing is built, nothing is deprecated")
-
-    def images_in_use(self, region: str, image_ids: Sequence[str]) -> dict[str, str]:
-        return {}
-
-    def deregister_image(self, region: str, image_id: str) -> None:
-        raise AssertionError("nothing is built, nothing is deregistered")
-
-    def delete_snapshot(self, region: str, snapshot_id: str) -> None:
-        raise AssertionError("nothing is built, nothing is deleted")
 
 
 @dataclass

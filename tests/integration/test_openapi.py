@@ -10,7 +10,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.base_image import BaseLookup, BaseSource
 from app.hooks import NOT_A_HOOK_REQUEST, FinalizeResponse, HookRequestError, SyncResponse
 from app.main import create_app
 from app.notify.dispatch import Dispatcher
@@ -36,7 +35,8 @@ from app.notify.targets import Target
 from app.openapi import REPO, hook_examples
 from app.settings import Settings
 from app.tags import Image
-from tests.builders import T0, base_image, managed_image, parent, request
+from tests.builders import T0, managed_image, parent, request
+from tests.fakes.ec2 import QuietEc2
 from tests.seed import SEED_SPEC
 
 # Not negative_data_rejection: the document describes the Jobs and Pods Metacontroller sends in more detail
@@ -50,49 +50,6 @@ CHECKS = [
 ]
 HOOKS = ("/sync", "/finalize", "/customize")
 SYNC_REQUEST = REPO / "metacontroller" / "examples" / "sync-request.json"
-
-
-class QuietEc2:
-    """EC2 with the seed's base AMI, no built AMI, and every write accepted and forgotten."""
-
-    def exact(self) -> "QuietEc2":
-        return self
-
-    def stale(self, region: str) -> str:
-        return ""
-
-    def base_image(self, region: str, source: BaseSource) -> BaseLookup:
-        return base_image()
-
-    def managed_images(self, region: str, tags: Mapping[str, str]) -> list[Image]:
-        return []
-
-    def images_by_id(self, region: str, image_ids: Sequence[str]) -> list[Image]:
-        return []
-
-    def tag_images(self, region: str, image_ids: Sequence[str], tags: Mapping[str, str]) -> None:
-        return None
-
-    def tag_snapshots(self, region: str, snapshot_ids: Sequence[str], tags: Mapping[str, str]) -> None:
-        return None
-
-    def parameter_value(self, region: str, name: str) -> str | None:
-        return None
-
-    def put_parameter(self, region: str, name: str, image_id: str) -> None:
-        return None
-
-    def enable_deprecation(self, region: str, image_id: str, at: datetime) -> None:
-        return None
-
-    def images_in_use(self, region: str, image_ids: Sequence[str]) -> dict[str, str]:
-        return {}
-
-    def deregister_image(self, region: str, image_id: str) -> None:
-        return None
-
-    def delete_snapshot(self, region: str, snapshot_id: str) -> None:
-        return None
 
 
 class Unsent(Dispatcher):

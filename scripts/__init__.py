@@ -1,0 +1,1 @@
+"""Developer scripts (generators, benchmark); importable so they can share helpers."""
