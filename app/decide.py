@@ -7,7 +7,7 @@ app.children, when things happen in app.timing and whether the base AMI moved on
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from app import conditions as cond
@@ -31,6 +31,8 @@ RUNNING_RESYNC = 60
 WAITING_RESYNC = 30
 FAULT_RESYNC_MIN = 15
 FAULT_RESYNC_MAX = 300
+# Longer than Metacontroller's cache can take to show a Job it just created.
+INFORMER_LAG = timedelta(minutes=2)
 
 STATE_JOB_CREATION = "JobCreation"
 STATE_JOB_RUNNING = "JobRunning"
@@ -292,7 +294,7 @@ class _Reconcile:
         ):
             return self._ready(current, outcome, effects)
         pending = self._pending_plan()
-        if pending is not None:
+        if pending is not None and not self._deleted_while_suspended():
             return self._emit(pending, outcome, effects, current)
         return self._build(outcome, effects, current)
 
@@ -633,6 +635,17 @@ class _Reconcile:
         )
         return plan if plan.job_name == status.jobName else None
 
+    def _deleted_while_suspended(self) -> bool:
+        """A suspended builder's running Job is gone for longer than an informer lags: someone deleted it.
+
+        Rule 8 asks again for a Job the request does not show, because a Job just created may not be in
+        Metacontroller's cache yet. Minutes later it was deleted, and suspended means it is not restarted.
+        """
+        if not self.spec.suspend or self._pending_plan() is None:
+            return False
+        asked = self._recorded_time(self.previous.lastRun)
+        return asked is not None and self.now - asked > INFORMER_LAG
+
     def _hold(self, due: _Due, wanted: list[Wanted], state: str, resync: int, **fields: Any) -> Decision:
         """No build now: say why in a condition and a state, keep the Jobs that must stay."""
         status = self._status(
@@ -648,7 +661,11 @@ class _Reconcile:
         limit = self.spec.maxNumberOfJobs
         due = _Due(current, outcome, effects, recorded, recorded_now)
         if self.spec.suspend:  # the Suspended condition itself is ambient
-            return self._hold(due, [], STATE_SUSPENDED, self.timer, failedJobCount=count)
+            stopped: dict[str, Any] = {}
+            if self._deleted_while_suspended():
+                message = f"Build {self.previous.jobName} was deleted while suspended; it does not restart"
+                stopped = {"jobStatus": None, "lastRunMessage": message}
+            return self._hold(due, [], STATE_SUSPENDED, self.timer, failedJobCount=count, **stopped)
         if count >= limit:
             message = f"{count} of {limit} builds failed; no more builds until the spec changes"
             wanted = cond.true(cond.MAX_FAILED_JOBS, message)

@@ -422,3 +422,33 @@ def test_the_reported_commit_is_tagged_and_recorded(message: str, commit: str) -
     else:
         assert "packer-repo-commit" not in tags
         assert "lastRunCommit" not in after["status"]
+
+
+@pytest.mark.parametrize(
+    ("gone_for", "restarted"), [(timedelta(seconds=20), True), (timedelta(minutes=10), False)]
+)
+def test_a_running_job_deleted_while_suspended_does_not_restart(gone_for: timedelta, restarted: bool) -> None:
+    body, _ = sync(request(parent()), AmiFacts(base_image=base_image()))
+    (job,) = body["children"]
+    body["status"]["lastRun"] = format_timestamp(T0)  # the Job was asked for at T0
+    suspended = spec_with(suspend=True)
+    # The request no longer shows the Job: just created (cache lag, ask again) or deleted by hand (do not).
+    after, _ = sync(
+        request(parent(suspended, status=body["status"], generation=2)),
+        AmiFacts(base_image=base_image()),
+        now=T0 + gone_for,
+    )
+    assert [c["metadata"]["name"] for c in after["children"]] == (
+        [job["metadata"]["name"]] if restarted else []
+    )
+    if not restarted:
+        assert after["status"]["state"] == "Suspended"
+        assert "jobStatus" not in after["status"]
+        assert "deleted while suspended" in after["status"]["lastRunMessage"]
+        again, _ = sync(
+            request(parent(suspended, status=after["status"], generation=2)),
+            AmiFacts(base_image=base_image()),
+            now=T0 + gone_for + timedelta(minutes=5),
+        )
+        assert again["children"] == []
+        assert again["status"] == after["status"] | {"conditions": again["status"]["conditions"]}
