@@ -61,41 +61,13 @@ for tool in go python3; do
     command -v "${tool}" >/dev/null || { echo "install-packer.sh needs ${tool}" >&2; exit 1; }
 done
 
-work="$(mktemp -d)"
-trap 'rm -rf "${work}"' EXIT
+# shellcheck source=scripts/go-build-module.sh
+source "${root}/scripts/go-build-module.sh"
 
-# Static binaries like the upstream releases; -mod=mod lets the wrapper's go.mod/go.sum be filled in.
-export CGO_ENABLED=0 GOFLAGS="-mod=mod" GOTOOLCHAIN="local"
-
-# build MODULE VERSION OUTPUT: go build the main package at the root of MODULE@VERSION into OUTPUT.
+# build MODULE VERSION OUTPUT: the main package at the root of MODULE@VERSION.
 build() {
-    local module="$1" version="$2" output="$3" dir="${work}/${1##*/}"
-    echo "building ${module}@${version} (this takes a few minutes the first time)"
-    mkdir -p "${dir}"
-    local upstream
-    upstream="$(cd "${dir}" && go mod download -json "${module}@${version}")"
-    local upstream_mod upstream_dir
-    upstream_mod="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])' <<<"${upstream}")"
-    upstream_dir="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])' <<<"${upstream}")"
-    (
-        cd "${dir}"
-        go mod init "wrapper.local/${module##*/}" 2>/dev/null
-        go mod edit -require="${module}@${version}"
-        # Copy the module's own replace directives: without them the build picks other dependencies.
-        go mod edit -json "${upstream_mod}" | python3 -c '
-import json, sys
-for r in json.load(sys.stdin).get("Replace") or []:
-    old, new = r["Old"], r["New"]
-    lhs = old["Path"] + ("@" + old["Version"] if old.get("Version") else "")
-    rhs = new["Path"] + ("@" + new["Version"] if new.get("Version") else "")
-    print(f"-replace={lhs}={rhs}")
-' | xargs -r go mod edit
-        # Start from the module's go.sum, which the module checksum already covers.
-        cp "${upstream_dir}/go.sum" go.sum
-        chmod u+w go.sum
-        go build -trimpath -ldflags "-s -w" -o "${output}.tmp" "${module}"
-    )
-    mv -f "${output}.tmp" "${output}"
+    echo "building $1@$2 (this takes a few minutes the first time)"
+    go_build_module "$1" "$2" "$1" "$3"
 }
 
 if ! packer_ok; then

@@ -56,29 +56,11 @@ for tool in go python3; do
     command -v "${tool}" >/dev/null || { echo "install-promtool.sh needs ${tool}" >&2; exit 1; }
 done
 
-work="$(mktemp -d)"
-trap 'rm -rf "${work}"' EXIT
-
-# A static binary like the upstream releases; -mod=mod lets the wrapper's go.mod/go.sum be filled in.
-export CGO_ENABLED=0 GOFLAGS="-mod=mod" GOTOOLCHAIN="local"
-
+# shellcheck source=scripts/go-build-module.sh
+source "${root}/scripts/go-build-module.sh"
 echo "building ${PROMETHEUS_MODULE}/cmd/promtool@${PROMETHEUS_VERSION} (about 8 minutes the first time)"
-upstream="$(cd "${work}" && go mod download -json "${PROMETHEUS_MODULE}@${PROMETHEUS_VERSION}")"
-upstream_dir="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])' <<<"${upstream}")"
-(
-    cd "${work}"
-    go mod init wrapper.local/promtool 2>/dev/null
-    go mod edit -require="${PROMETHEUS_MODULE}@${PROMETHEUS_VERSION}"
-    # Start from the module's go.sum, which the module checksum already covers.
-    cp "${upstream_dir}/go.sum" go.sum
-    chmod u+w go.sum
-    go build -trimpath \
-        -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}" \
-        -o "${work}/promtool" "${PROMETHEUS_MODULE}/cmd/promtool"
-)
-
 mkdir -p "${bin_dir}"
-install -m 0755 "${work}/promtool" "${promtool}.tmp"
-mv -f "${promtool}.tmp" "${promtool}"
+go_build_module "${PROMETHEUS_MODULE}" "${PROMETHEUS_VERSION}" "${PROMETHEUS_MODULE}/cmd/promtool" "${promtool}" \
+    "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}"
 [[ "$(installed_version)" == "${wanted}"* ]] || { echo "built promtool does not report ${PROMETHEUS_VERSION}" >&2; exit 1; }
 echo "installed $(installed_version) at ${promtool#"${root}"/}"
