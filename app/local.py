@@ -53,7 +53,7 @@ class LocalModeError(RuntimeError):
     """Local mode cannot start or reach its EC2 stand-in; the message says what to do."""
 
 
-def _port_is_free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
@@ -64,7 +64,7 @@ def _port_is_free(port: int) -> bool:
 
 def start_local_ec2(port: int = 0) -> "ThreadedMotoServer":
     """Start moto on a loopback port (0: any free one) and point this process's AWS settings at it."""
-    if port and not _port_is_free(port):
+    if port and not port_is_free(port):
         # moto's server thread would die on the bind and leave start() waiting forever.
         raise LocalModeError(f"port {port} for the EC2 stand-in is in use; pick another with --ec2-port")
     # moto reads MOTO_AMIS_PATH when its EC2 module is imported and when backends start, so it is set

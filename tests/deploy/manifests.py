@@ -1,14 +1,11 @@
 """Shared helpers for the deploy tests: loading manifests and validating them the way a cluster would."""
 
 import copy
-import functools
-import importlib.util
 import json
 import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import jsonschema
@@ -123,17 +120,6 @@ def validation_errors(manifest: Manifest) -> list[str]:
 
 def example_files() -> Iterator[Path]:
     yield from sorted(EXAMPLES.glob("*.yaml"))
-
-
-@functools.cache
-def generator() -> ModuleType:
-    """scripts/gen_crd.py as a module; scripts/ is a folder of commands, not a package."""
-    spec = importlib.util.spec_from_file_location("gen_crd", ROOT / "scripts" / "gen_crd.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def walk_schema(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

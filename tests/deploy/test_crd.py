@@ -13,6 +13,7 @@ import pytest
 from celpy.adapter import json_to_cel
 
 from app.spec import PackerBuilderSpec, SpecError, parse_spec
+from scripts import gen_crd
 from tests.deploy.manifests import (
     CHART_CRD_FILE,
     CRD_FILE,
@@ -21,7 +22,6 @@ from tests.deploy.manifests import (
     ROOT,
     apply_defaults,
     crd_schema,
-    generator,
     load_json,
     load_yaml,
     schema_errors,
@@ -49,7 +49,6 @@ def test_chart_crd_is_byte_identical_to_the_metacontroller_one() -> None:
 
 
 def test_check_fails_on_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    gen_crd = generator()
     stale = tmp_path / "crd.yaml"
     stale.write_text(gen_crd.render().replace("maxLength: 256", "maxLength: 257"))
     monkeypatch.setattr(gen_crd, "ROOT", tmp_path)

@@ -9,8 +9,6 @@ with the README's own command.
 """
 
 import copy
-import functools
-import importlib.util
 import json
 import os
 import re
@@ -23,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -33,10 +30,11 @@ from app.build import ANNOTATION_REPLACES
 from app.children import as_desired
 from app.ec2 import Ec2
 from app.hooks import HookRequest
-from app.local import backdate, packer_build
+from app.local import backdate, packer_build, port_is_free
 from app.main import create_app
 from app.settings import Settings
 from app.tags import format_timestamp
+from scripts import gen_examples
 from tests.aws import NEWEST_EKS_130_X86, REGION, ec2_client, free_port, tags_of
 from tests.deploy.manifests import apply_defaults, crd_schema, schema_errors, strict, validation_errors
 from tests.http import post, serve
@@ -47,19 +45,8 @@ EXAMPLES = ROOT / "examples"
 README = ROOT / "README.md"
 
 
-@functools.cache
-def generator() -> ModuleType:
-    """scripts/gen_examples.py as a module; scripts/ is a folder of commands, not a package."""
-    spec = importlib.util.spec_from_file_location("gen_examples", ROOT / "scripts" / "gen_examples.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-STAGES: tuple[str, ...] = generator().STAGES
-PLACEHOLDER: str = generator().EXAMPLE_AMI
+STAGES: tuple[str, ...] = gen_examples.STAGES
+PLACEHOLDER: str = gen_examples.EXAMPLE_AMI
 FIRST_JOB = "packer-builder-local-69170d12"
 
 
@@ -99,10 +86,10 @@ def condition(answer: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def test_saved_requests_are_what_the_generator_makes_from_the_hooks_answers() -> None:
-    made = generator().requests()
+    made = gen_examples.requests()
     assert sorted(made) == sorted(path.stem for path in EXAMPLES.glob("*.json"))
     for stage, body in made.items():
-        assert (EXAMPLES / f"{stage}.json").read_text() == generator().render(body), (
+        assert (EXAMPLES / f"{stage}.json").read_text() == gen_examples.render(body), (
             f"examples/{stage}.json is stale: run `uv run python scripts/gen_examples.py`"
         )
 
@@ -194,7 +181,7 @@ def test_succeeded_job_gets_its_ami_tagged_active(hook: str, ec2_env: str) -> No
     tags = tags_of(ec2_client(ec2_env), image_id)
     assert tags["status"] == "active"
     assert tags["create-timestamp"] == format_timestamp(now)
-    assert tags["packer-repo-commit"] == generator().EXAMPLE_COMMIT
+    assert tags["packer-repo-commit"] == gen_examples.EXAMPLE_COMMIT
 
 
 def test_expired_ami_is_rebuilt(hook: str, ec2_env: str) -> None:
@@ -278,20 +265,9 @@ def _free_pair() -> int:
     """A port whose next one is free too (local mode puts its EC2 stand-in there)."""
     for _ in range(50):
         port = free_port()
-        if port < 65535 and _bindable(port + 1):
+        if port < 65535 and port_is_free(port + 1):
             return port
     raise RuntimeError("no two free consecutive ports")
-
-
-def _bindable(port: int) -> bool:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
