@@ -11,16 +11,30 @@ _GENERATED_LABELS = ("controller-uid", "job-name")
 _GENERATED_PREFIX = "batch.kubernetes.io/"
 
 
-def _kept(value: Any) -> bool:
-    return value is not None and value not in ("", [], {})
-
-
 def _prune(value: Any) -> Any:
-    """Drop nulls and empty strings/lists/maps (rule 6), in one pass."""
+    """Drop nulls and empty strings/lists/maps (rule 6); 0 and false are values and stay.
+
+    Written out flat, without a helper per item: every sync restates its kept Jobs through it, and a call
+    per node doubled its cost.
+    """
     if isinstance(value, dict):
-        return {k: v for k, item in value.items() if _kept(v := _prune(item))}
+        pruned_map = {}
+        for key, item in value.items():
+            if isinstance(item, dict | list):
+                if item := _prune(item):
+                    pruned_map[key] = item
+            elif item or (item is not None and item != ""):
+                pruned_map[key] = item
+        return pruned_map
     if isinstance(value, list):
-        return [v for item in value if _kept(v := _prune(item))]
+        pruned_list = []
+        for item in value:
+            if isinstance(item, dict | list):
+                if item := _prune(item):
+                    pruned_list.append(item)
+            elif item or (item is not None and item != ""):
+                pruned_list.append(item)
+        return pruned_list
     return value
 
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from app.base_image import BaseLookup, BaseSource
-from app.refreshed import Refreshed
+from app.refreshed import NotInMemory, Refreshed
 from app.tags import (
     BROUGHT_TO_YOU_BY,
     CLUSTER_NAME,
@@ -136,6 +136,10 @@ class IndexedImages:
         view._exact = True
         return view
 
+    def in_memory(self) -> InMemory:
+        """The view that answers from what memory holds and refuses anything else (see `InMemory`)."""
+        return InMemory(self)
+
     def instrument(self, metrics: Metrics) -> None:
         self._ec2.instrument(metrics)
 
@@ -232,6 +236,58 @@ class IndexedImages:
     def put_parameter(self, region: str, name: str, image_id: str) -> None:
         self._ec2.put_parameter(region, name, image_id)
         self.parameters.put((region, name), image_id)
+
+
+class InMemory:
+    """The index's reads from memory only: a value not loaded yet, an exact read, any write raise NotInMemory.
+
+    A sync is first decided on this view in the event loop (the steady state: nothing to load, nothing to
+    do), which spares it a worker thread's hop; one that needs AWS is decided again on the `IndexedImages`
+    in a worker thread, so a slow EC2 never holds the loop. Nothing here writes, so giving up half way
+    leaves nothing done.
+    """
+
+    def __init__(self, images: IndexedImages) -> None:
+        self._images = images
+
+    def exact(self) -> IndexedImages:
+        raise NotInMemory("exact reads")
+
+    def stale(self, region: str) -> str:
+        return self._images.stale(region)
+
+    def base_image(self, region: str, source: BaseSource) -> BaseLookup:
+        return self._images.bases.get((region, source), load=False)
+
+    def managed_images(self, region: str, tags: Mapping[str, str]) -> list[Image]:
+        return self._images.index.get(region, load=False).owned(tags)
+
+    def parameter_value(self, region: str, name: str) -> str | None:
+        return self._images.parameters.get((region, name), load=False)
+
+    def images_by_id(self, region: str, image_ids: Sequence[str]) -> list[Image]:
+        raise NotInMemory(f"AMIs by id in {region}")
+
+    def images_in_use(self, region: str, image_ids: Sequence[str]) -> dict[str, str]:
+        raise NotInMemory(f"AMIs in use in {region}")
+
+    def tag_images(self, region: str, image_ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        raise NotInMemory("tagging")
+
+    def enable_deprecation(self, region: str, image_id: str, at: datetime) -> None:
+        raise NotInMemory("deprecation")
+
+    def tag_snapshots(self, region: str, snapshot_ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        raise NotInMemory("tagging")
+
+    def deregister_image(self, region: str, image_id: str) -> None:
+        raise NotInMemory("deregistration")
+
+    def delete_snapshot(self, region: str, snapshot_id: str) -> None:
+        raise NotInMemory("snapshot deletion")
+
+    def put_parameter(self, region: str, name: str, image_id: str) -> None:
+        raise NotInMemory("publishing")
 
 
 class Refresher:

@@ -13,6 +13,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, TypeAdapter
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -38,6 +39,7 @@ from app.metrics import AwsCalls, Metrics, counting_aws_calls, outcome_of
 from app.notify.channels import secret_rule
 from app.notify.dispatch import Dispatcher, dispatcher_from
 from app.notify.events import Event, Kind
+from app.refreshed import NotInMemory
 from app.settings import Settings
 from app.spec import PackerBuilderStatus
 
@@ -198,6 +200,17 @@ def _log_answer(hook: str, world: World, decision: Decision, calls: AwsCalls, el
     )
 
 
+async def _synced(world: World, source: ImageSource, now: datetime, publish_prefix: str) -> Decision:
+    """Decided in the event loop when memory holds every fact (a steady builder: a worker thread's hop
+    would cost more than the decision), in a worker thread when it needs AWS, which may be slow."""
+    if isinstance(source, IndexedImages):
+        try:
+            return reconcile.sync(world, source.in_memory(), now, publish_prefix)
+        except NotInMemory:
+            pass
+    return await run_in_threadpool(reconcile.sync, world, source, now, publish_prefix)
+
+
 def _image_source(
     settings: Settings, images: ImageSource | None, metrics: Metrics
 ) -> tuple[ImageSource, Refresher | None]:
@@ -270,7 +283,7 @@ def create_app(
         response_model=None,
         responses={200: {"model": SyncResponse, "description": "The Jobs and the status."}, **_REJECTED},
     )
-    def sync(
+    async def sync(
         request: Annotated[HookRequest, Body(openapi_examples=examples.sync)],
     ) -> Response:
         """Sync hook: the Jobs that must exist for this PackerBuilder and its status."""
@@ -278,7 +291,7 @@ def create_app(
         now = clock()
         world = reconcile.world_of(request)
         with counting_aws_calls() as calls:
-            decision = reconcile.sync(world, source, now, publish_prefix)
+            decision = await _synced(world, source, now, publish_prefix)
         decision, news = reconcile.announce(request, world, decision, now, fallback_slack_token)
         body = _answer(decision)
         # Queued, not sent: a slow or failing notifier never delays or fails the answer.
@@ -307,7 +320,7 @@ def create_app(
         return _answer(decision)
 
     @api.post("/customize", response_model_exclude_none=True, responses=_REJECTED)
-    def customize(
+    async def customize(
         request: Annotated[CustomizeRequest, Body(openapi_examples=examples.customize)],
     ) -> CustomizeResponse:
         """Customize hook: the Pods of this builder's Jobs (the AMI they report) and the notifier's Secrets."""

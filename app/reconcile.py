@@ -155,8 +155,10 @@ def sync(world: World, images: ImageSource, now: datetime, publish_prefix: str =
         return decide(world, AmiFacts(), now)
     facts = gather(images, world.meta.name, world.spec, world.status, _latest_report(world), publish_prefix)
     decision = decide(world, facts, now)
+    if not acts(world, decision):
+        return decision
     exact = images.exact()
-    if exact is not images and acts(world, decision):
+    if exact is not images:
         facts = gather(
             exact, world.meta.name, world.spec, world.status, _latest_report(world), publish_prefix
         )

@@ -35,6 +35,10 @@ class _Entry(Generic[V]):
     """Writes made while a reload is in flight, replayed on top of its result."""
 
 
+class NotInMemory(LookupError):
+    """The answer needs AWS, and the caller asked for memory only (a sync in the event loop)."""
+
+
 class Refreshed(Generic[K, V]):
     def __init__(
         self,
@@ -54,12 +58,17 @@ class Refreshed(Generic[K, V]):
         self._entries: dict[K, _Entry[V]] = {}
         self._cold: dict[K, Future[V]] = {}
 
-    def get(self, key: K) -> V:
-        """The value for `key`: from memory once loaded, else loaded now (one call shared by all waiters)."""
+    def get(self, key: K, *, load: bool = True) -> V:
+        """The value for `key`: from memory once loaded, else loaded now (one call shared by all waiters).
+
+        With `load=False` a value not loaded yet raises NotInMemory instead.
+        """
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
                 return entry.value
+            if not load:
+                raise NotInMemory(key)
             pending = self._cold.get(key)
             owner = pending is None
             if pending is None:
@@ -79,12 +88,6 @@ class Refreshed(Generic[K, V]):
                 self._entries[key] = _Entry(value, self._clock(), self._wall())
         pending.set_result(value)
         return value
-
-    def peek(self, key: K) -> V | None:
-        """The value if loaded, without loading it."""
-        with self._lock:
-            entry = self._entries.get(key)
-            return entry.value if entry is not None else None
 
     def put(self, key: K, value: V) -> None:
         """Write-through of a value the caller just read or wrote itself: it is as fresh as a reload."""

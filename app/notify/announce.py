@@ -66,8 +66,5 @@ def _with_condition(
     old: PackerBuilderStatus, new: PackerBuilderStatus, wanted: Wanted, now: datetime
 ) -> PackerBuilderStatus:
     """`new` plus the condition; its transition time carries over from `old` while its status holds."""
-    kept = [c for c in new.conditions if c.type != NOTIFIER_READY]
-    previous = kept + [c for c in old.conditions if c.type == NOTIFIER_READY]
-    restated = [Wanted(c.type, c.status, c.reason, c.message) for c in kept]
-    merged = cond.merge(previous, [*restated, wanted], now.replace(microsecond=0))
-    return new.model_copy(update={"conditions": merged})
+    conditions = cond.upsert(new.conditions, [wanted], old.conditions, now.replace(microsecond=0))
+    return new.model_copy(update={"conditions": conditions})

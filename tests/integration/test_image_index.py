@@ -5,6 +5,7 @@ period later" is a number, not a sleep.
 """
 
 import threading
+from collections.abc import Callable
 
 import boto3
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from app.base_image import ParameterSource, filter_source
 from app.ec2 import AwsError, Ec2
 from app.image_index import IndexedImages
+from app.refreshed import NotInMemory
 from app.spec import AmiFilter
 from app.tags import Image
 from tests.aws import (
@@ -230,3 +232,41 @@ def test_the_exact_view_reads_ec2_and_puts_what_it_read_into_the_index(
 
     assert [i.image_id for i in images.exact().managed_images(REGION, mine())] == [other]
     assert [i.image_id for i in images.managed_images(REGION, mine())] == [other]
+
+
+def test_the_in_memory_view_answers_what_is_loaded_and_refuses_anything_that_needs_aws(
+    ec2_env: str, session: boto3.session.Session
+) -> None:
+    client = ec2_client(ec2_env)
+    active = register_built_ami(client, "a-1", tags=mine(status="active"))
+    images = indexed(session, Clock())
+    memory = images.in_memory()
+    with pytest.raises(NotInMemory):
+        memory.managed_images(REGION, mine())
+    with pytest.raises(NotInMemory):
+        memory.base_image(REGION, filter_source(SEED_FILTERS))
+    with pytest.raises(NotInMemory):
+        memory.parameter_value(REGION, PARAMETER)
+
+    images.managed_images(REGION, mine())
+    base = images.base_image(REGION, filter_source(SEED_FILTERS))
+    images.parameter_value(REGION, PARAMETER)
+    sends = Sends(session, "DescribeImages")
+
+    assert [i.image_id for i in memory.managed_images(REGION, mine())] == [active]
+    assert memory.base_image(REGION, filter_source(SEED_FILTERS)) == base
+    assert memory.parameter_value(REGION, PARAMETER) is None  # known not to exist: an answer, not a miss
+    refused: list[Callable[[], object]] = [
+        memory.exact,
+        lambda: memory.images_by_id(REGION, [active]),
+        lambda: memory.images_in_use(REGION, [active]),
+        lambda: memory.tag_images(REGION, [active], {"status": "deprecated"}),
+        lambda: memory.deregister_image(REGION, active),
+        lambda: memory.put_parameter(REGION, PARAMETER, active),
+    ]
+    for call in refused:
+        with pytest.raises(NotInMemory):
+            call()
+    assert sends.count == 0
+    (described,) = client.describe_images(ImageIds=[active])["Images"]
+    assert {t["Key"]: t["Value"] for t in described["Tags"]} == mine(status="active")

@@ -246,6 +246,41 @@ def test_slow_ec2_delays_only_the_syncs_that_act(
             proxy.slow("ec2", 0)
 
 
+# anyio's default limit of worker threads, which FastAPI runs blocking work in.
+WORKER_THREADS = 40
+
+
+def test_steady_syncs_answer_while_every_worker_thread_waits_on_ec2(
+    monkeypatch: pytest.MonkeyPatch, proxy: AwsProxy, ec2_env: str
+) -> None:
+    """A burst of new builders stuck on a hung EC2 must not hold up the builders that have nothing to do."""
+    active_ami(ec2_env, NAME)
+    # Nothing gives up on its own: the held calls keep their worker threads until the test lets them go.
+    with hook(monkeypatch, proxy.url, aws_read_timeout=3 * DEADLINE, **QUIET) as url:
+        status = warm(url)
+        newcomers = [f"newcomer-{i:02d}" for i in range(WORKER_THREADS + 5)]
+        answers: dict[str, int] = {}
+
+        def first_sync(name: str) -> None:
+            answers[name] = post(f"{url}/sync", request(parent(name=name)))[0]
+
+        proxy.hold()
+        burst = [threading.Thread(target=first_sync, args=(name,)) for name in newcomers]
+        try:
+            for thread in burst:
+                thread.start()
+            until(lambda: proxy.held >= WORKER_THREADS, "every worker thread to wait on EC2")
+            steady = sync(url, request(parent(status=status)))
+            assert is_ready(steady), steady["status"]
+            assert steady["children"] == []
+            assert len(answers) == 0, "a new builder was answered before EC2 was"
+        finally:
+            proxy.release()
+            for thread in burst:
+                thread.join(DEADLINE)
+        assert answers == dict.fromkeys(newcomers, 200)
+
+
 def test_a_failing_background_refresh_keeps_answering_from_the_last_good_index(
     monkeypatch: pytest.MonkeyPatch, proxy: AwsProxy, ec2_env: str
 ) -> None:

@@ -9,6 +9,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
 from app.base_image import BaseImageMissing
+from app.children import as_desired
 from app.decide import Decision, decide, decide_finalize
 from app.effects import TagImages
 from app.facts import AmiFacts, AwsFault
@@ -471,6 +472,27 @@ def test_observed_jobs_are_restated_without_server_fields() -> None:
     again, _ = sync(request(parent(status=body["status"]), [running(job)]))
     assert again["children"] == [job]
     assert observed(job) != job
+
+
+def test_a_restated_job_keeps_zeros_and_falses_and_drops_every_empty_value() -> None:
+    _, job = first_build()
+    server = observed(job)
+    server["spec"] |= {"suspend": False, "backoffLimit": 0, "activeDeadlineSeconds": None}
+    server["spec"]["template"]["spec"] |= {"nodeSelector": {}, "hostname": "", "tolerations": [{"key": ""}]}
+    container = server["spec"]["template"]["spec"]["containers"][0]
+    container["resources"] = {"limits": {}, "requests": {}}
+    container["args"] = [*container.get("args", []), "", "0"]
+
+    restated = as_desired(server)
+
+    spec = restated["spec"]
+    assert (spec["suspend"], spec["backoffLimit"]) == (False, 0)
+    assert "activeDeadlineSeconds" not in spec
+    assert not {"nodeSelector", "hostname", "tolerations"} & set(spec["template"]["spec"])
+    restated_container = spec["template"]["spec"]["containers"][0]
+    assert "resources" not in restated_container
+    assert restated_container["args"][-1] == "0"
+    assert "" not in restated_container["args"]
 
 
 # -- item 11 and rule 15: faults and invalid specs never cost a build -------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from app.image_index import RegionIndex
-from app.refreshed import Refreshed
+from app.refreshed import NotInMemory, Refreshed
 from app.tags import Image
 
 
@@ -142,7 +142,8 @@ def test_put_is_as_fresh_as_a_load_and_update_of_an_unknown_key_waits_for_its_fi
     loader, clock = Loader(a=1), Clock()
     values = cache(loader, clock)
     values.update("a", lambda v: v + 1)
-    assert values.peek("a") is None
+    with pytest.raises(NotInMemory):
+        values.get("a", load=False)
     values.put("a", 7)
     clock.now += 10
     assert values.get("a") == 7
