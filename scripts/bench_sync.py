@@ -25,7 +25,8 @@ Then, measured:
 1. warm: with /readyz 200 and every builder Ready once, R rounds of resyncs of all N: AWS calls per sync
    by API (background refreshes included);
 2. throughput: those steady-state syncs against the hook and against a bare FastAPI endpoint that only
-   parses the body into `HookRequest`, both pinned to the same CPU, same load generator (threads with
+   parses the body into `HookRequest` (a plain `def` endpoint, as the issue measured it; the same as an
+   `async def` endpoint is shown beside it), all pinned to the same CPU, same load generator (threads with
    keep-alive connections), same requests, best of `--repeats` alternating runs: throughput ratio, p50/p99;
 3. slow EC2: the proxy holds every EC2 call 5 s; warm syncs (5 in flight, paced) go on until a background
    refresh of the index (every INDEX_REFRESH_SECONDS) has been held through: the latency of the syncs made
@@ -97,7 +98,10 @@ Body = dict[str, Any]
 
 
 def bare_app() -> FastAPI:
-    """The baseline: FastAPI parsing the same body into the same model, and nothing else."""
+    """The baseline: FastAPI parsing the same body into the same model, and nothing else.
+
+    A plain `def` endpoint, FastAPI's default (run in a worker thread), as when issue 9 set its goals.
+    """
     api = FastAPI()
 
     @api.post("/sync")
@@ -106,6 +110,22 @@ def bare_app() -> FastAPI:
 
     @api.get("/healthz")
     def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return api
+
+
+def bare_async_app() -> FastAPI:
+    """The same baseline as an `async def` endpoint (no worker thread): the floor the hook is also shown
+    against, since the hook answers steady syncs in the event loop."""
+    api = FastAPI()
+
+    @api.post("/sync")
+    async def sync(request: HookRequest) -> dict[str, Any]:
+        return {}
+
+    @api.get("/healthz")
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     return api
@@ -148,17 +168,17 @@ def main(argv: list[str] | None = None) -> None:
     env |= {"AWS_ENDPOINT_URL_EC2": proxy.url, "AWS_ENDPOINT_URL_SSM": proxy.url}
     env.setdefault("INDEX_REGIONS", seed["parent"]["spec"]["region"])
     hook: Server | None = None
-    bare: Server | None = None
+    bares: list[Server] = []
     try:
         hook = Server.start("hook", ["app.main:app"], args.port, server_cpu, env, ready_path="/readyz")
         print(
-            f"setup: {args.builders} builders sharing one base selector; hook and bare endpoint: uvicorn, "
+            f"setup: {args.builders} builders sharing one base selector; hook and bare endpoints: uvicorn, "
             f"one worker, pinned to CPU {server_cpu}; load generator on CPU {cpus(load_cpus)}; "
             f"{args.concurrency} syncs in flight"
         )
         print(
             f"setup: hook logging LOG_LEVEL={env['LOG_LEVEL']} LOG_FORMAT={env['LOG_FORMAT']} "
-            f"ACCESS_LOG={env['ACCESS_LOG']}; bare endpoint: uvicorn --no-access-log"
+            f"ACCESS_LOG={env['ACCESS_LOG']}; bare endpoints: uvicorn --no-access-log"
         )
         print(f"setup: hook RSS {hook.rss_mb():.1f} MB once ready (index of {REGION} filled)")
         client = Client(hook.port)
@@ -170,19 +190,20 @@ def main(argv: list[str] | None = None) -> None:
             print("warning: /readyz is not 200 after every builder was Ready once")
 
         calls_per_sync = warm_calls(client, proxy, steady, args.rounds, args.concurrency)
-        bare_app_args = ["--app-dir", "scripts", "--factory", "bench_sync:bare_app", "--no-access-log"]
-        bare = Server.start("bare", bare_app_args, free_port(), server_cpu, env)
-        ratio, p99 = throughput(hook, bare, proxy, steady, args)
-        bare.stop()
-        bare = None
+        for name, factory in (("bare", "bare_app"), ("bare-async", "bare_async_app")):
+            bare_args = ["--app-dir", "scripts", "--factory", f"bench_sync:{factory}", "--no-access-log"]
+            bares.append(Server.start(name, bare_args, free_port(), server_cpu, env))
+        ratio, p99 = throughput(hook, bares, proxy, steady, args)
+        for server in bares:
+            server.stop()
+        bares.clear()
         slow_ms = slow_ec2(client, proxy, steady, args, env)
         rss = rss_at(client, hook, proxy, seed, parents, steady, args)
         print_goals(calls_per_sync, ratio, p99, slow_ms, rss, args.rss_builders)
         print(f"end: load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
-        for server in (bare, hook):
-            if server is not None:
-                server.stop()
+        for server in [*bares, *([hook] if hook is not None else [])]:
+            server.stop()
         proxy.stop()
         moto.stop()
 
@@ -656,26 +677,34 @@ def warm_calls(client: Client, proxy: AwsProxy, steady: list[bytes], rounds: int
 
 
 def throughput(
-    hook: Server, bare: Server, proxy: AwsProxy, steady: list[bytes], args: argparse.Namespace
+    hook: Server, bares: list[Server], proxy: AwsProxy, steady: list[bytes], args: argparse.Namespace
 ) -> tuple[float, float]:
-    """Best of `repeats` runs per endpoint, alternating; returns (hook/bare syncs per second, hook p99)."""
+    """Best of `repeats` runs per endpoint, alternating; returns (hook/bare syncs per second, hook p99).
+
+    The goal is against `bare` (the baseline the issue measured); other baselines are printed beside it.
+    """
     bodies = [steady[i % len(steady)] for i in range(args.requests)]
     warmup = bodies[: min(len(bodies), 300)]
-    for server in (hook, bare):
+    servers = [*bares, hook]
+    for server in servers:
         Client(server.port).run(warmup, args.concurrency, parse=False)
     best: dict[str, tuple[float, Load]] = {}
     proxy.reset()
     for _ in range(max(1, args.repeats)):
-        for server in (bare, hook):
+        for server in servers:
             cpu = server.cpu_seconds()
             load = Client(server.port).run(bodies, args.concurrency, parse=False)
             busy = (server.cpu_seconds() - cpu) / load.wall
             rate = load.sent / load.wall
-            print(f"2. run {server.name:5} {load.summary()}  server CPU {busy:.0%} of one core")
+            print(f"2. run {server.name:10} {load.summary()}  server CPU {busy:.0%} of one core")
             if server.name not in best or rate > best[server.name][0]:
                 best[server.name] = (rate, load)
-    for name in ("bare", "hook"):
-        print(f"2. throughput {name}: {best[name][1].summary()} (best of {max(1, args.repeats)})")
+    for server in servers:
+        print(
+            f"2. throughput {server.name}: {best[server.name][1].summary()} (best of {max(1, args.repeats)})"
+        )
+    for server in bares[1:]:
+        print(f"2. throughput ratio hook/{server.name}: {best['hook'][0] / best[server.name][0]:.2f}")
     ratio = best["hook"][0] / best["bare"][0]
     p99 = best["hook"][1].ms(99)
     print(
