@@ -1,5 +1,6 @@
 """The AMI tag contract shared with the original operator: which AMIs are ours, and when they expire."""
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -74,6 +75,8 @@ def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Every sync reads the same few timestamps again (its AMIs' tags, its Jobs' times): parse each once.
+@functools.lru_cache(maxsize=8192)
 def parse_timestamp(text: str) -> datetime:
     """Parse RFC 3339 (`Z` or an offset, optional fractions) into an aware UTC datetime."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
