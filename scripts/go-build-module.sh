@@ -27,8 +27,9 @@ go_build_module() {
     dir="$(mktemp -d)"
     # Static binaries like the upstream releases; -mod=mod lets the wrapper's go.mod/go.sum be filled in.
     export CGO_ENABLED=0 GOFLAGS="-mod=mod" GOTOOLCHAIN="local"
+    # On failure, the JSON on stdout carries go's error.
     upstream="$(cd "${dir}" && go mod download -json "${module}@${version}")" \
-        || { rm -rf "${dir}"; return 1; }
+        || { echo "${upstream}" >&2; rm -rf "${dir}"; return 1; }
     upstream_mod="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])' <<<"${upstream}")"
     upstream_dir="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])' <<<"${upstream}")"
     # Built next to OUTPUT, then moved in place: an interrupted build never leaves a half-written binary.
