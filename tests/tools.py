@@ -7,6 +7,7 @@ so a machine that lost a tool cannot quietly run fewer tests.
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
@@ -18,7 +19,11 @@ def require_tool(name: str, why: str) -> str:
     found = shutil.which(name)
     if found is not None:
         return found
-    message = f"{name} is not installed ({why}; scripts/test.sh installs it with apt-get where it can)"
+    unavailable(f"{name} is not installed ({why}; scripts/test.sh installs it with apt-get where it can)")
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip the test with `message` (what is missing, why it is needed, how to get it); fail it in CI."""
     if os.environ.get(REQUIRE) == "1":
         pytest.fail(f"{message}, and {REQUIRE}=1 requires it")
     pytest.skip(message)
