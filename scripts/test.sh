@@ -41,6 +41,8 @@ bash scripts/install-helm.sh
 bash scripts/install-packer.sh
 # Real promtool for the chart's alert rules (tests/deploy/test_monitoring.py; built once, cached in .tools/).
 bash scripts/install-promtool.sh
+# etcd, kube-apiserver, kube-controller-manager and kubectl for tests/kube/ (built once, cached in .tools/).
+bash scripts/install-kube.sh
 
 echo "== ruff"
 uv run ruff check .
