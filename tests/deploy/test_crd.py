@@ -200,6 +200,15 @@ def _set(path: str, value: Any) -> Callable[[Spec], None]:
 
 _DELETE = object()
 
+
+def _both(*changes: Callable[[Spec], None]) -> Callable[[Spec], None]:
+    def mutate(spec: Spec) -> None:
+        for change in changes:
+            change(spec)
+
+    return mutate
+
+
 INVALID: dict[str, Callable[[Spec], None]] = {
     "region missing": _set("region", _DELETE),
     "builder missing": _set("builder", _DELETE),
@@ -231,8 +240,11 @@ INVALID: dict[str, Callable[[Spec], None]] = {
     "slack channel empty": _set("notifier.slack.channelIDs", [""]),
     "clusterName too long": _set("clusterName", "c" * 257),
     "variablesFile empty": _set("builder.commands.0.variablesFile", ""),
-    "ssmParameter with a space": _set("baseImage", {"ssmParameter": "/aws/service/eks ami"}),
-    "ssmParameter missing": _set("baseImage", {}),
+    # Without amiFilters, so that only the parameter itself is wrong (not the CEL rule on the pair).
+    "ssmParameter with a space": _both(
+        _set("amiFilters", _DELETE), _set("baseImage", {"ssmParameter": "/aws/service/eks ami"})
+    ),
+    "ssmParameter missing": _both(_set("amiFilters", _DELETE), _set("baseImage", {})),
     "minBaseImageAge without unit": _set("rebuild.minBaseImageAge", "24"),
     "onBaseImageChange not a boolean": _set("rebuild.onBaseImageChange", "yes"),
     "schedule with four fields": _set("schedule", "0 2 * *"),

@@ -169,6 +169,16 @@ def _differences(before: Any, after: Any, path: str) -> list[str]:
     return [] if before == after else [path]
 
 
+def _present(spec: Any, path: str) -> bool:
+    """Whether `spec.a.b` (no list indexes) is in the spec."""
+    node = {"spec": spec}
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
 def _within(field: str, path: str) -> bool:
     return field == path or field.startswith((f"{path}.", f"{path}["))
 
@@ -192,8 +202,11 @@ def test_invalid_spec_is_refused_naming_the_field(
     spec = copy.deepcopy(SEED_SPEC)
     INVALID[case](spec)
     changed = _differences(SEED_SPEC, spec, "spec")
-    assert len(changed) == 1, f"{case} changes {changed}: one field per case"
-    (field,) = changed
+    # A case may also remove what would hide its fault (amiFilters beside a base-image parameter): the
+    # field at fault is then the one it sets.
+    wrong = changed if len(changed) == 1 else [path for path in changed if _present(spec, path)]
+    assert len(wrong) == 1, f"{case} changes {changed}: one wrong field per case"
+    (field,) = wrong
 
     with pytest.raises(KubeApiError) as refused:
         kube.api.post(builders(namespace), packer_builder("invalid", spec))
