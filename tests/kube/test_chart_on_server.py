@@ -1,0 +1,408 @@
+"""Every object the Helm chart renders is accepted by a real API server (v1.31): `kubectl apply
+--dry-run=server`, in a namespace other than `default`.
+
+The chart is rendered by the real helm (tests/deploy/test_chart.py's `render`, with its value sets): its
+defaults, and every option switched on (helm/packer-builder/ci/all-on-values.yaml: ServiceMonitor,
+PrometheusRule, Grafana dashboard, IRSA role and annotations, publish prefix, Slack token Secret, extra env,
+scheduling constraints...), plus the index settings that file leaves at their defaults, and the dashboard
+sent to a second fresh namespace (the file names `monitoring`). Every rendered object, the CRD from crds/
+(an unchanged update of the installed one) and the `helm test` Pod included, goes through
+`kubectl apply --dry-run=server` twice, client-side and server-side apply, without `--namespace` (an object
+that forgot its namespace would land in `default`, and the test sees it): kubectl's strict field validation
+(an unknown field is an error), the API server's validation and its admission plugins. The release
+namespace enforces the `restricted` Pod Security Standard, and kubectl must print no warning (PodSecurity
+warns about a Deployment's pod template there), except client-side apply's note that the installed CRD
+lacks its last-applied annotation.
+
+What the kinds need is installed first, for real:
+- the PackerBuilder CRD (tests/kube/objects.py `install_crd`; the chart's crds/ file is the same, as
+  tests/deploy/test_chart.py checks);
+- the Prometheus Operator's ServiceMonitor and PrometheusRule CRDs, the real ones: the YAML files of
+  `example/prometheus-operator-crd/` in the Go module github.com/prometheus-operator/prometheus-operator at
+  a pinned version (and module checksum), fetched from the Go module proxy with `go mod download` once and
+  cached in .tools/ (git-ignored);
+- Metacontroller's CompositeController CRD: a MINIMAL one built from the fixture schema
+  tests/deploy/fixtures/compositecontroller.schema.json (its `spec`, made structural; cluster-scoped like
+  the real one). Metacontroller's own CRD could not be had: the Go module proxy refuses
+  github.com/metacontroller/metacontroller (403, "not available"), and no other reachable registry ships
+  it. So the CompositeController is checked against this project's reading of Metacontroller's schema,
+  not Metacontroller's.
+
+Not checked here: whether the objects work once running (no kubelet, no scheduler, no Prometheus, Grafana
+or Metacontroller run here; tests/deploy/ covers what can be checked offline); the `helm test` Pod is
+dry-run like any Pod, not run as a hook; admission webhooks (none are installed, and the chart needs
+none). The chart has no RBAC objects (the hook never calls the Kubernetes API): the test asserts that, so
+any Role or binding added later is dry-run with the rest.
+"""
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.manifests import FIXTURES, load_json
+from tests.deploy.test_chart import VALUES_FILES, render
+from tests.kube.cluster import ControlPlane, JsonObject, KubeApiError
+from tests.kube.objects import CRD_ESTABLISHED_SECONDS, CRDS, established, install_crd
+from tests.tools import unavailable
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
+PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
+# The module's checksum as the Go checksum database records it: a new upload cannot change what is tested.
+PROMETHEUS_OPERATOR_SUM = "h1:M5xLCLEoaW2IJfnuCwFzzpL+jSVQu3KGT84Pye+fW8s="
+PROMETHEUS_OPERATOR_CRDS = (
+    "monitoring.coreos.com_servicemonitors.yaml",
+    "monitoring.coreos.com_prometheusrules.yaml",
+)
+CRD_CACHE = ROOT / ".tools" / f"prometheus-operator-{PROMETHEUS_OPERATOR_VERSION}-crds"
+GO_DOWNLOAD_SECONDS = 300
+
+RBAC_KINDS = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+CLUSTER_SCOPED = {"CustomResourceDefinition", "CompositeController", "ClusterRole", "ClusterRoleBinding"}
+
+# The index settings all-on-values.yaml leaves at their defaults (--set splits on commas: one is escaped).
+INDEX_SETTINGS = (
+    "--set",
+    "hook.indexRefreshSeconds=30",
+    "--set",
+    "hook.indexStaleAfterSeconds=120",
+    "--set",
+    "hook.indexRegions=us-west-2\\,eu-west-1",
+)
+
+
+# -- the CRDs the chart's kinds need --------------------------------------------------------------------------
+
+
+def _go() -> str:
+    found = shutil.which("go") or next(
+        (path for path in ("/usr/local/go/bin/go",) if os.access(path, os.X_OK)), None
+    )
+    if found is None:
+        unavailable(
+            "go is not installed (it fetches the Prometheus Operator's CRDs from the Go module proxy;"
+            " scripts/install-kube.sh needs it too)"
+        )
+    return found
+
+
+def prometheus_operator_crd_files() -> list[Path]:
+    """The pinned ServiceMonitor and PrometheusRule CRDs, fetched once into CRD_CACHE."""
+    files = [CRD_CACHE / name for name in PROMETHEUS_OPERATOR_CRDS]
+    if all(path.is_file() for path in files):
+        return files
+    module = f"{PROMETHEUS_OPERATOR}@{PROMETHEUS_OPERATOR_VERSION}"
+    with tempfile.TemporaryDirectory() as scratch:
+        env = {
+            **os.environ,
+            "GOMODCACHE": str(Path(scratch) / "modcache"),
+            "GOFLAGS": "-mod=mod -modcacherw",  # writable, so that the scratch directory can be removed
+            "GOTOOLCHAIN": "local",
+        }
+        done = subprocess.run(
+            [_go(), "mod", "download", "-json", module],
+            cwd=scratch,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=GO_DOWNLOAD_SECONDS,
+            check=False,
+        )
+        info = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
+        if done.returncode != 0 or "Error" in info:
+            unavailable(f"`go mod download {module}` failed: {info.get('Error') or done.stderr[-2000:]}")
+        assert info["Sum"] == PROMETHEUS_OPERATOR_SUM, f"{module}: checksum {info['Sum']}"
+        staging = CRD_CACHE.with_name(CRD_CACHE.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        with zipfile.ZipFile(info["Zip"]) as archive:
+            for name in PROMETHEUS_OPERATOR_CRDS:
+                member = f"{module}/example/prometheus-operator-crd/{name}"
+                (staging / name).write_bytes(archive.read(member))
+        shutil.rmtree(CRD_CACHE, ignore_errors=True)
+        staging.rename(CRD_CACHE)
+    return files
+
+
+def _structural(node: Any, document: JsonObject) -> Any:
+    """A JSON Schema node of the fixtures as a CRD's structural OpenAPI v3 schema: `$ref`s resolved (the
+    referring node's own keywords win), `const` as a one-value enum, `additionalProperties: false` dropped
+    (a CRD prunes unknown fields, and strict field validation refuses them)."""
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    reference = node.pop("$ref", None)
+    base: JsonObject = {}
+    if reference is not None:
+        target: Any = document
+        for part in str(reference).removeprefix("#/").split("/"):
+            target = target[part]
+        base = _structural(target, document)
+    converted: JsonObject = {}
+    for key, value in node.items():
+        if key in ("$schema", "$comment", "$defs"):
+            continue
+        if key == "additionalProperties" and value is False:
+            continue
+        if key == "const":
+            converted["enum"] = [value]
+            converted.setdefault("type", "string")
+        elif key == "properties":
+            converted[key] = {name: _structural(sub, document) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties"):
+            converted[key] = _structural(value, document)
+        elif key in ("oneOf", "anyOf", "allOf"):
+            converted[key] = [_structural(sub, document) for sub in value]
+        else:
+            converted[key] = value
+    return {**base, **converted}
+
+
+def composite_controller_crd() -> JsonObject:
+    """A minimal CompositeController CRD (metacontroller.k8s.io/v1alpha1, cluster-scoped like Metacontroller's
+    own) whose spec schema is the fixture's."""
+    document: JsonObject = load_json(FIXTURES / "compositecontroller.schema.json")
+    schema = {
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "spec": _structural(document["properties"]["spec"], document),
+            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        },
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": "compositecontrollers.metacontroller.k8s.io",
+            # *.k8s.io groups are protected; Metacontroller's own CRD says the same.
+            "annotations": {"api-approved.kubernetes.io": "unapproved, request not yet submitted"},
+        },
+        "spec": {
+            "group": "metacontroller.k8s.io",
+            "scope": "Cluster",
+            "names": {
+                "kind": "CompositeController",
+                "listKind": "CompositeControllerList",
+                "plural": "compositecontrollers",
+                "singular": "compositecontroller",
+                "shortNames": ["cc", "cctl"],
+            },
+            "versions": [
+                {
+                    "name": "v1alpha1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                    "subresources": {"status": {}},
+                }
+            ],
+        },
+    }
+
+
+def _wait_established(kube: ControlPlane, name: str) -> JsonObject:
+    return kube.api.wait_for(
+        CRDS,
+        established,
+        params={"fieldSelector": f"metadata.name={name}"},
+        timeout=CRD_ESTABLISHED_SECONDS,
+        what=f"CRD {name} Established and NamesAccepted",
+    )
+
+
+@pytest.fixture(scope="module")
+def crds(kube: ControlPlane) -> list[str]:
+    """The names of the CRDs installed for the chart's kinds (server-side apply: idempotent, and no
+    last-applied annotation, which the large upstream CRDs would not fit)."""
+    names = [install_crd(kube)["metadata"]["name"]]
+    manifests = [yaml.safe_load(path.read_text()) for path in prometheus_operator_crd_files()]
+    for crd in [*manifests, composite_controller_crd()]:
+        kube.kubectl(
+            "apply",
+            "--server-side",
+            "--field-manager=kube-tests",
+            "--force-conflicts",
+            "-f",
+            "-",
+            input=json.dumps(crd),
+        )
+        names.append(_wait_established(kube, crd["metadata"]["name"])["metadata"]["name"])
+    return names
+
+
+# -- namespaces and rendering ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def helm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("helm-home")
+
+
+@pytest.fixture
+def second_namespace(kube: ControlPlane) -> Iterator[str]:
+    """Another fresh namespace (for objects a value sends elsewhere), deleted afterwards."""
+    created = kube.api.post(
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"generateName": "chart-dashboards-"}},
+    )
+    name: str = created["metadata"]["name"]
+    yield name
+    try:
+        kube.api.delete(f"/api/v1/namespaces/{name}", propagation_policy="Background")
+    except KubeApiError as error:
+        if error.code != 404:
+            raise
+
+
+def restricted(kube: ControlPlane, namespace: str) -> None:
+    labels = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
+    kube.api.patch(f"/api/v1/namespaces/{namespace}", {"metadata": {"labels": labels}})
+
+
+def value_sets(second: str) -> dict[str, list[str]]:
+    return {
+        "defaults": [],
+        "all-on": [
+            *VALUES_FILES["all-on"],
+            *INDEX_SETTINGS,
+            "--set",
+            f"monitoring.dashboard.namespace={second}",
+        ],
+    }
+
+
+def _key(obj: JsonObject) -> tuple[str, str, str]:
+    return (obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+
+
+# kubectl's client-side apply says this of an object that exists but was not created by it (the installed
+# PackerBuilder CRD: tests/kube/objects.py applies it server-side); it patches the annotation in.
+_NOT_APPLIED_BY_KUBECTL = "is missing the kubectl.kubernetes.io/last-applied-configuration annotation"
+
+
+def dry_run(kube: ControlPlane, objects: list[JsonObject], *how: str) -> list[JsonObject]:
+    """`kubectl apply --dry-run=server [how]` of every object at once; the objects as the server would
+    store them. Any warning fails, but the one above.
+
+    No `--namespace`: an object without its own namespace would land in `default`, and the test sees it."""
+    done = kube.kubectl(
+        "apply",
+        "--dry-run=server",
+        *how,
+        "--output=json",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(objects),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if _NOT_APPLIED_BY_KUBECTL not in line]
+    assert warnings == [], f"kubectl apply --dry-run=server {' '.join(how)} warned"
+    answer = json.loads(done.stdout)
+    items: list[JsonObject] = answer["items"] if answer.get("kind") == "List" else [answer]
+    return items
+
+
+# -- the tests ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", ["defaults", "all-on"])
+def test_every_rendered_object_passes_server_side_dry_run(
+    kube: ControlPlane,
+    crds: list[str],
+    helm_home: Path,
+    namespace: str,
+    second_namespace: str,
+    values: str,
+) -> None:
+    restricted(kube, namespace)
+    objects = render(helm_home, "--include-crds", *value_sets(second_namespace)[values], namespace=namespace)
+    kinds = {obj["kind"] for obj in objects}
+    assert not kinds & RBAC_KINDS, "the chart renders RBAC now: it is dry-run below, update the docstring"
+    assert {"CustomResourceDefinition", "Deployment", "Service", "CompositeController", "Pod"} <= kinds
+
+    accepted = dry_run(kube, objects)
+    # Server-side apply too, as Flux (or Argo CD set to it) installs a chart: it also refuses duplicate list keys.
+    applied = dry_run(kube, objects, "--server-side", "--field-manager=chart-check")
+
+    assert sorted(map(_key, accepted)) == sorted(map(_key, objects))
+    assert sorted(map(_key, applied)) == sorted(map(_key, objects))
+    for obj in accepted:
+        where = obj["metadata"].get("namespace")
+        if obj["kind"] in CLUSTER_SCOPED:
+            assert where is None, _key(obj)
+        elif obj["kind"] == "ConfigMap" and obj["metadata"]["name"].endswith("-dashboard"):
+            assert where == second_namespace
+        else:
+            assert where == namespace, _key(obj)
+    # A dry run stores nothing.
+    for obj in accepted:
+        if obj["kind"] == "Deployment":
+            with pytest.raises(KubeApiError) as absent:
+                kube.api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{obj['metadata']['name']}")
+            assert absent.value.code == 404
+    if values == "all-on":
+        assert {"ServiceMonitor", "PrometheusRule"} <= kinds
+
+
+def test_the_crds_are_the_pinned_ones(kube: ControlPlane, crds: list[str]) -> None:
+    """The upstream CRDs really are the Prometheus Operator's, at the pinned version."""
+    for name in crds:
+        crd = kube.api.get(f"{CRDS}/{name}")
+        if crd["spec"]["group"] == "monitoring.coreos.com":
+            annotations = crd["metadata"].get("annotations", {})
+            assert annotations.get("operator.prometheus.io/version") == PROMETHEUS_OPERATOR_VERSION.lstrip(
+                "v"
+            )
+    assert set(crds) == {
+        "packerbuilders.ami.refresh.ops",
+        "servicemonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
+        "compositecontrollers.metacontroller.k8s.io",
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("resyncPeriod",), 600, 'unknown field "spec.resyncPeriod"'),
+        (("hooks", "sync", "version"), "v3", "spec.hooks.sync.version: Unsupported value"),
+        (("hooks", "sync", "webhook", "timeout"), "ten seconds", "spec.hooks.sync.webhook.timeout"),
+        (("parentResource", "resource"), "PackerBuilders", "spec.parentResource.resource"),
+    ],
+)
+def test_the_minimal_composite_controller_crd_refuses_what_the_fixture_refuses(
+    kube: ControlPlane,
+    crds: list[str],
+    helm_home: Path,
+    namespace: str,
+    path: tuple[str, ...],
+    value: Any,
+    expected: str,
+) -> None:
+    """The control for the dry run: the CompositeController CRD built from the fixture refuses a misspelt
+    field and values outside the fixture's types and patterns, so its acceptance means something."""
+    (controller,) = [
+        obj for obj in render(helm_home, namespace=namespace) if obj["kind"] == "CompositeController"
+    ]
+    wrong = copy.deepcopy(controller)
+    *parents, last = path
+    node = wrong["spec"]
+    for name in parents:
+        node = node[name]
+    node[last] = value
+    done = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(wrong), check=False)
+    assert done.returncode != 0
+    assert expected in done.stderr
