@@ -137,7 +137,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="resync rounds of the running and warm phases")
     parser.add_argument("--concurrency", type=int, default=5, help="syncs in flight (Metacontroller: 5)")
     parser.add_argument("--requests", type=int, default=5000, help="requests per throughput run")
-    parser.add_argument("--repeats", type=int, default=2, help="throughput runs per endpoint (best kept)")
+    parser.add_argument("--repeats", type=int, default=3, help="throughput runs per endpoint (best kept)")
     parser.add_argument("--slow-delay", type=float, default=5.0, help="seconds EC2 holds every call")
     parser.add_argument(
         "--slow-max-seconds",
