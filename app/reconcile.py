@@ -4,7 +4,6 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 from app.base_image import base_source
 from app.carry_out import carry_out
@@ -21,7 +20,6 @@ from app.ec2 import AwsError, ImageSource
 from app.facts import AmiFacts, AwsFault, RegionImages
 from app.hooks import HookRequest
 from app.job import parse_termination_message
-from app.last_parsed import LastParsed
 from app.lifecycle import parameter_names
 from app.notify import announce as notifications
 from app.notify.targets import SECRET_GROUP, read_secrets
@@ -32,24 +30,17 @@ from app.tags import management_tags
 log = logging.getLogger(__name__)
 
 
-def _spec_or_error(raw: Any) -> PackerBuilderSpec | SpecError:
-    try:
-        return parse_spec(raw)
-    except SpecError as error:
-        return error
-
-
-_specs = LastParsed(_spec_or_error)
-_statuses = LastParsed(parse_status)
-
-
 def world_of(request: HookRequest) -> World:
     parent = request.parent
-    uid = parent.metadata.uid
+    spec: PackerBuilderSpec | SpecError
+    try:
+        spec = parse_spec(parent.spec)
+    except SpecError as error:
+        spec = error
     return World(
         meta=parent.metadata,
-        spec=_specs(uid, parent.spec),
-        status=_statuses(uid, parent.status),
+        spec=spec,
+        status=parse_status(parent.status),
         jobs=tuple(observe_job(job) for job in request.jobs() if isinstance(job, dict)),
         reports=build_reports([pod for pod in request.pods() if isinstance(pod, dict)]),
     )
