@@ -1,10 +1,11 @@
 """FastAPI wiring: Metacontroller's hooks and the health endpoints. No decisions are made here."""
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -238,6 +239,27 @@ def _image_source(
     return source, refresher
 
 
+def _lifespan(
+    refresher: Refresher | None, dispatcher: Dispatcher
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # What exists now (modules, pydantic schemas, boto3's service models) lives as long as the process:
+        # out of the collector's way, a full collection scans only what requests left behind.
+        gc.collect()
+        gc.freeze()
+        if refresher is not None:
+            refresher.start()
+        yield
+        gc.unfreeze()
+        if refresher is not None:
+            await asyncio.to_thread(refresher.stop)
+        # Only the sync that first sees a transition announces it: what is still queued now is lost for good.
+        await asyncio.to_thread(dispatcher.flush, SHUTDOWN_FLUSH_SECONDS)
+
+    return lifespan
+
+
 def create_app(
     settings: Settings | None = None,
     images: ImageSource | None = None,
@@ -253,19 +275,9 @@ def create_app(
     metrics.registry.register(dispatcher.counters)
     source, refresher = _image_source(settings, images, metrics)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if refresher is not None:
-            refresher.start()
-        yield
-        if refresher is not None:
-            await asyncio.to_thread(refresher.stop)
-        # Only the sync that first sees a transition announces it: what is still queued now is lost for good.
-        await asyncio.to_thread(dispatcher.flush, SHUTDOWN_FLUSH_SECONDS)
-
     examples = openapi.hook_examples()
     api = FastAPI(
-        lifespan=lifespan,
+        lifespan=_lifespan(refresher, dispatcher),
         docs_url=None,
         redoc_url=None,
         title="PackerBuilder hook",
