@@ -89,7 +89,7 @@ class Metacontroller:
 
     def reconcile(self) -> Pass | None:
         """One pass; None once the parent is gone."""
-        parent = self._parent()
+        parent = self.parent()
         if parent is None:
             return None
         parent = self._with_finalizer(parent)
@@ -114,7 +114,8 @@ class Metacontroller:
         self.passes.append(done)
         return done
 
-    def _parent(self) -> JsonObject | None:
+    def parent(self) -> JsonObject | None:
+        """The parent as the API server has it now; None once it is gone."""
         try:
             return self.kube.api.get(self.parent_path)
         except KubeApiError as error:

@@ -170,3 +170,29 @@ def _stages() -> tuple[Stage, ...]:
 def stages() -> tuple[Stage, ...]:
     """Every saved stage in the order of the builder's life (deep copies: change them freely)."""
     return copy.deepcopy(_stages())
+
+
+# A Job's Pod comes within seconds on an idle machine; generous for a busy two-core one.
+JOB_POD_SECONDS = 90.0
+
+
+def _events(kube: ControlPlane, namespace: str, name: str) -> list[str]:
+    listed = kube.api.get(
+        f"/api/v1/namespaces/{namespace}/events", params={"fieldSelector": f"involvedObject.name={name}"}
+    )
+    return [f"{e.get('reason')}: {e.get('message')}" for e in listed.get("items") or []]
+
+
+def pod_of(kube: ControlPlane, namespace: str, job: JsonObject) -> JsonObject:
+    """The Pod the Job controller made for the Job; on a timeout, fail with the Job's events."""
+    name, uid = job["metadata"]["name"], job["metadata"]["uid"]
+    try:
+        return kube.api.wait_for(
+            f"/api/v1/namespaces/{namespace}/pods",
+            lambda pod: True,
+            params={"labelSelector": f"batch.kubernetes.io/job-name={name},controller-uid={uid}"},
+            timeout=JOB_POD_SECONDS,
+            what=f"the Pod of Job {name}",
+        )
+    except TimeoutError as error:
+        pytest.fail(f"{error}\nevents of Job {name}: {_events(kube, namespace, name)}", pytrace=False)

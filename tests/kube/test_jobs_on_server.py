@@ -48,11 +48,11 @@ from app.tags import parse_timestamp
 from tests.builders import T0, parent, request, succeeded
 from tests.deploy.manifests import EXAMPLES, apply_defaults, crd_schema, load_yaml
 from tests.kube.cluster import ControlPlane, JsonObject, KubeApiError
+from tests.kube.objects import JOB_POD_SECONDS, pod_of
 from tests.seed import SEED_SPEC
 from tests.unit.test_decide import BASE, FACTS, built_image, fail_once, first_build, succeeded_sync, sync
 
 # Generous for a busy two-core machine: the Job controller makes the Pod within a second on an idle one.
-JOB_POD_SECONDS = 90.0
 CONFLICT_RETRIES = 5
 PSS_LEVEL = "restricted"
 
@@ -241,28 +241,6 @@ def create_job(kube: ControlPlane, namespace: str, stage: Stage) -> JsonObject:
         collection = _COLLECTIONS[(obj["apiVersion"], obj["kind"])]
         create_strictly(kube, f"/api/v1/namespaces/{namespace}/{collection}", in_namespace(obj, namespace))
     return create_strictly(kube, _jobs(namespace), in_namespace(stage.job, namespace))
-
-
-def _events(kube: ControlPlane, namespace: str, name: str) -> list[str]:
-    listed = kube.api.get(
-        f"/api/v1/namespaces/{namespace}/events", params={"fieldSelector": f"involvedObject.name={name}"}
-    )
-    return [f"{e.get('reason')}: {e.get('message')}" for e in listed.get("items") or []]
-
-
-def pod_of(kube: ControlPlane, namespace: str, job: JsonObject) -> JsonObject:
-    """The Pod the Job controller made for the Job; on a timeout, fail with the Job's events."""
-    name, uid = job["metadata"]["name"], job["metadata"]["uid"]
-    try:
-        return kube.api.wait_for(
-            f"/api/v1/namespaces/{namespace}/pods",
-            lambda pod: True,
-            params={"labelSelector": f"batch.kubernetes.io/job-name={name},controller-uid={uid}"},
-            timeout=JOB_POD_SECONDS,
-            what=f"the Pod of Job {name}",
-        )
-    except TimeoutError as error:
-        pytest.fail(f"{error}\nevents of Job {name}: {_events(kube, namespace, name)}", pytrace=False)
 
 
 def running_job(kube: ControlPlane, namespace: str, name: str) -> JsonObject:

@@ -21,9 +21,9 @@ from app.tags import parse_timestamp
 from tests.aws import REGION, ec2_client, register_built_ami, tags_of
 from tests.deploy.manifests import CRD_FILE, load_yaml
 from tests.http import serve
-from tests.kube.cluster import ControlPlane, JsonObject, KubeApiError
+from tests.kube.cluster import ControlPlane, JsonObject
 from tests.kube.metacontroller import Metacontroller
-from tests.kube.objects import install_crd
+from tests.kube.objects import install_crd, pod_of
 
 EXAMPLES = CRD_FILE.parent / "examples"
 SEED = load_yaml(EXAMPLES / "packerbuilder.yaml")
@@ -57,15 +57,6 @@ def builder(kube: ControlPlane, crd: None, namespace: str, hook: str) -> Iterato
         driver.close()
 
 
-def parent(driver: Metacontroller) -> JsonObject | None:
-    try:
-        return driver.kube.api.get(driver.parent_path)
-    except KubeApiError as error:
-        if error.code == 404:
-            return None
-        raise
-
-
 def jobs(driver: Metacontroller) -> list[JsonObject]:
     items: list[JsonObject] = driver.kube.api.get(driver.jobs_path).get("items") or []
     return items
@@ -79,17 +70,6 @@ def condition(obj: JsonObject | None, kind: str) -> JsonObject | None:
 def ready(obj: JsonObject | None) -> bool:
     found = condition(obj, "Ready")
     return found is not None and found["status"] == "True"
-
-
-def pod_of(kube: ControlPlane, namespace: str, job: JsonObject) -> JsonObject:
-    """The Pod the Job controller made for the Job."""
-    return kube.api.wait_for(
-        f"/api/v1/namespaces/{namespace}/pods",
-        lambda pod: True,
-        params={"labelSelector": f"batch.kubernetes.io/controller-uid={job['metadata']['uid']}"},
-        timeout=WAIT,
-        what=f"the Pod of Job {job['metadata']['name']}",
-    )
 
 
 def finish_as_kubelet(kube: ControlPlane, pod: JsonObject, exit_code: int, message: str) -> None:
@@ -147,7 +127,7 @@ def test_the_seed_goes_from_creation_to_a_tagged_ami_and_its_deletion_collects_i
 ) -> None:
     # Creation: the finalizer first, then one build Job owned by the builder, its Pod made by the Job controller.
     (job,) = builder.run_until(lambda: jobs(builder), "a build Job")
-    pb = parent(builder)
+    pb = builder.parent()
     assert pb is not None
     assert builder.finalizer in pb["metadata"]["finalizers"]
     (owner,) = job["metadata"]["ownerReferences"]
@@ -158,7 +138,7 @@ def test_the_seed_goes_from_creation_to_a_tagged_ami_and_its_deletion_collects_i
         True,
     )
     running = builder.run_until(
-        lambda: (p := parent(builder)) and p["status"].get("jobName") and p, "JobRunning"
+        lambda: (p := builder.parent()) and p["status"].get("jobName") and p, "JobRunning"
     )
     assert running["status"]["jobName"] == job["metadata"]["name"]
     assert running["status"]["jobStatus"] == "running"
@@ -172,7 +152,7 @@ def test_the_seed_goes_from_creation_to_a_tagged_ami_and_its_deletion_collects_i
     finish_as_kubelet(kube, pod, 0, f"{REGION}:{ami}")
     done = job_done(kube, namespace, job)
 
-    recorded = builder.run_until(lambda: (p := parent(builder)) and ready(p) and p, "Ready=True")
+    recorded = builder.run_until(lambda: (p := builder.parent()) and ready(p) and p, "Ready=True")
     status = recorded["status"]
     assert status["lastRunBuiltImageID"] == ami
     assert status["jobStatus"] == "completed"
@@ -194,7 +174,7 @@ def test_the_seed_goes_from_creation_to_a_tagged_ami_and_its_deletion_collects_i
     # Deletion: the finalize hook lets it go, Metacontroller's finalizer is removed, the garbage collector
     # deletes its Jobs and their Pods; the AMI stays (fleets launch from it).
     kube.api.delete(builder.parent_path)
-    builder.run_until(lambda: parent(builder) is None, "the builder gone")
+    builder.run_until(lambda: builder.parent() is None, "the builder gone")
     finals = [p for p in builder.passes if p.hook == "finalize"]
     assert finals
     assert finals[-1].answer["finalized"] is True
@@ -211,7 +191,7 @@ def test_deleting_a_builder_while_it_builds_waits_for_the_build_and_records_its_
 
     kube.api.delete(builder.parent_path)
     waiting = builder.run_until(
-        lambda: (p := parent(builder)) and p["status"].get("state") == "Finalizing" and p, "state Finalizing"
+        lambda: (p := builder.parent()) and p["status"].get("state") == "Finalizing" and p, "state Finalizing"
     )
     assert builder.finalizer in waiting["metadata"]["finalizers"]
     assert waiting["status"]["lastRunMessage"].startswith(
@@ -224,7 +204,7 @@ def test_deleting_a_builder_while_it_builds_waits_for_the_build_and_records_its_
     ami = register_built_ami(ec2, "opsy-generic-fips-1")
     finish_as_kubelet(kube, pod, 0, f"{REGION}:{ami}")
     job_done(kube, namespace, job)
-    builder.run_until(lambda: parent(builder) is None, "the builder gone")
+    builder.run_until(lambda: builder.parent() is None, "the builder gone")
 
     assert tags_of(ec2, ami)["status"] == "active"
     assert tags_of(ec2, ami)["created-by"] == NAME
