@@ -24,7 +24,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -163,6 +163,24 @@ class KubeClient:
         body = None if propagation_policy is None else {"propagationPolicy": propagation_policy}
         return self._json("DELETE", path, params=params, body=body)
 
+    @contextlib.contextmanager
+    def watch(
+        self, collection: str, version: str, *, timeout: float, params: Mapping[str, str] | None = None
+    ) -> Iterator[Iterator[JsonObject]]:
+        """The events of `collection` after `version`, for at most `timeout` s (the server then ends it)."""
+        query = {
+            **(params or {}),
+            "watch": "1",
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(max(1, math.ceil(timeout))),
+        }
+        with self._http.stream("GET", collection, params=query, timeout=timeout + 10) as response:
+            if response.is_error:
+                response.read()
+                _raise_for_status("GET", f"{collection} (watch)", response)
+            yield (json.loads(line) for line in response.iter_lines() if line)
+
     def wait_for(
         self,
         collection: str,
@@ -189,21 +207,8 @@ class KubeClient:
             version = listed["metadata"]["resourceVersion"]
             relist = False
             while not relist and (remaining := deadline - time.monotonic()) > 0:
-                query = {
-                    **(params or {}),
-                    "watch": "1",
-                    "resourceVersion": version,
-                    "allowWatchBookmarks": "true",
-                    "timeoutSeconds": str(max(1, math.ceil(remaining))),
-                }
-                with self._http.stream("GET", collection, params=query, timeout=remaining + 10) as response:
-                    if response.is_error:
-                        response.read()
-                        _raise_for_status("GET", f"{collection} (watch)", response)
-                    for line in response.iter_lines():
-                        if not line:
-                            continue
-                        event = json.loads(line)
+                with self.watch(collection, version, timeout=remaining, params=params) as events:
+                    for event in events:
                         if event["type"] == "ERROR":  # e.g. 410 Gone: the version is too old to watch from
                             relist = True
                             break

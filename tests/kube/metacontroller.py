@@ -22,10 +22,8 @@ deadline.
 """
 
 import json
-import ssl
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,9 +68,6 @@ class Metacontroller:
     def __init__(self, kube: ControlPlane, hook_url: str, namespace: str, name: str) -> None:
         self.kube = kube
         self.hook = httpx.Client(base_url=hook_url, timeout=HOOK_TIMEOUT, trust_env=False)
-        tls = ssl.create_default_context(cafile=str(kube.pki.ca_cert))
-        tls.load_cert_chain(str(kube.pki.admin_cert), str(kube.pki.admin_key))
-        self._watches = httpx.Client(base_url=kube.server, verify=tls, trust_env=False)
         self.namespace = namespace
         self.name = name
         self.controller = load_yaml(COMPOSITE_CONTROLLER)
@@ -83,7 +78,6 @@ class Metacontroller:
 
     def close(self) -> None:
         self.hook.close()
-        self._watches.close()
 
     # -- one pass -------------------------------------------------------------------------------------------
 
@@ -283,12 +277,10 @@ class Metacontroller:
     def _watch(self, collection: str, changed: threading.Event, stop: threading.Event) -> None:
         while not stop.is_set():
             version = self.kube.api.get(collection)["metadata"]["resourceVersion"]
-            query = urllib.parse.urlencode({"watch": "1", "resourceVersion": version, "timeoutSeconds": "2"})
             try:
-                with self._watches.stream("GET", f"{collection}?{query}", timeout=10) as response:
-                    for line in response.iter_lines():
-                        if line:
-                            changed.set()
+                with self.kube.api.watch(collection, version, timeout=2) as events:
+                    for _ in events:
+                        changed.set()
                         if stop.is_set():
                             return
             except httpx.HTTPError:
