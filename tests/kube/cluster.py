@@ -48,6 +48,7 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # Generous for a busy two-core machine: the API server is ready in about 10 s on an idle one.
 STARTUP_SECONDS = 120.0
 STOP_SECONDS = 10.0
+NAMESPACE_READY_SECONDS = 60.0
 _LOG_TAIL_CHARS = 4000
 
 JsonObject: TypeAlias = dict[str, Any]
@@ -472,6 +473,31 @@ class ControlPlane:
         if check and done.returncode != 0:
             raise KubectlError(f"kubectl {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
         return done
+
+    @contextlib.contextmanager
+    def namespace(self, prefix: str) -> Iterator[str]:
+        """The name of a fresh namespace (`prefix` + a server-made suffix) whose `default` ServiceAccount
+        exists, so Pods can be created in it; deleted afterwards without waiting for it to go."""
+        created = self.api.post(
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"generateName": prefix}},
+        )
+        name: str = created["metadata"]["name"]
+        self.api.wait_for(
+            f"/api/v1/namespaces/{name}/serviceaccounts",
+            lambda account: account["metadata"]["name"] == "default",
+            params={"fieldSelector": "metadata.name=default"},
+            timeout=NAMESPACE_READY_SECONDS,
+            what=f"the default ServiceAccount of namespace {name}",
+        )
+        try:
+            yield name
+        finally:
+            try:
+                self.api.delete(f"/api/v1/namespaces/{name}", propagation_policy="Background")
+            except KubeApiError as error:
+                if error.code != 404:
+                    raise
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.kube.cluster import BIN_DIR, BINARIES, ControlPlane, ControlPlaneError, KubeApiError
+from tests.kube.cluster import BIN_DIR, BINARIES, ControlPlane, ControlPlaneError
 from tests.tools import unavailable
-
-NAMESPACE_READY_SECONDS = 60.0
 
 
 @pytest.fixture(scope="session")
@@ -55,25 +53,5 @@ def _namespace_prefix(test_name: str) -> str:
 def namespace(kube: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
     """The name of a fresh namespace, named after the test, whose `default` ServiceAccount exists (so Pods
     can be created in it); deleted afterwards without waiting for it to go."""
-    created = kube.api.post(
-        "/api/v1/namespaces",
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"generateName": _namespace_prefix(request.node.name)},
-        },
-    )
-    name: str = created["metadata"]["name"]
-    kube.api.wait_for(
-        f"/api/v1/namespaces/{name}/serviceaccounts",
-        lambda account: account["metadata"]["name"] == "default",
-        params={"fieldSelector": "metadata.name=default"},
-        timeout=NAMESPACE_READY_SECONDS,
-        what=f"the default ServiceAccount of namespace {name}",
-    )
-    yield name
-    try:
-        kube.api.delete(f"/api/v1/namespaces/{name}", propagation_policy="Background")
-    except KubeApiError as error:
-        if error.code != 404:
-            raise
+    with kube.namespace(_namespace_prefix(request.node.name)) as name:
+        yield name

@@ -253,17 +253,8 @@ def helm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def second_namespace(kube: ControlPlane) -> Iterator[str]:
     """Another fresh namespace (for objects a value sends elsewhere), deleted afterwards."""
-    created = kube.api.post(
-        "/api/v1/namespaces",
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"generateName": "chart-dashboards-"}},
-    )
-    name: str = created["metadata"]["name"]
-    yield name
-    try:
-        kube.api.delete(f"/api/v1/namespaces/{name}", propagation_policy="Background")
-    except KubeApiError as error:
-        if error.code != 404:
-            raise
+    with kube.namespace("chart-dashboards-") as name:
+        yield name
 
 
 def restricted(kube: ControlPlane, namespace: str) -> None:
