@@ -4,20 +4,23 @@ import json
 import socket
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 
+from app import local
+
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
-SAMPLE_AMIS_PATH = Path(__file__).resolve().parent.parent / "app" / "sample_amis.json"
+# The local stand-in's own: its region, its sample catalogue, and a client aimed at it.
+REGION = local.REGION
+SAMPLE_AMIS_PATH = local.SAMPLE_AMIS_PATH
+ec2_client = local.ec2_client
 SAMPLE_AMIS: list[dict[str, Any]] = json.loads(SAMPLE_AMIS_PATH.read_text(encoding="utf-8"))
 
-REGION = "us-west-2"
 EKS_OWNER = "602401143452"
 EKS_130_X86_FILTERS = [
     {"name": "name", "values": ["amazon-eks-node-al2023-x86_64-standard-1.30*"]},
@@ -34,17 +37,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def ec2_client(endpoint: str, region: str = REGION) -> "EC2Client":
-    """A client aimed at `endpoint` whatever the environment says."""
-    return boto3.session.Session().client(
-        "ec2",
-        region_name=region,
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def register_built_ami(
