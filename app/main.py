@@ -34,7 +34,7 @@ from app.hooks import (
     RelatedResourceRule,
     SyncResponse,
 )
-from app.image_index import IndexedImages, Refresher
+from app.image_index import IndexedImages, InMemory, Refresher
 from app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.metrics import AwsCalls, Metrics, counting_aws_calls, outcome_of
 from app.notify.channels import secret_rule
@@ -212,12 +212,14 @@ def _log_answer(hook: str, world: World, decision: Decision, calls: AwsCalls, el
     )
 
 
-async def _synced(world: World, source: ImageSource, now: datetime, publish_prefix: str) -> Decision:
+async def _synced(
+    world: World, source: ImageSource, memory: InMemory | None, now: datetime, publish_prefix: str
+) -> Decision:
     """Decided in the event loop when memory holds every fact (a steady builder: a worker thread's hop
     would cost more than the decision), in a worker thread when it needs AWS, which may be slow."""
-    if isinstance(source, IndexedImages):
+    if memory is not None:
         try:
-            return reconcile.sync(world, source.in_memory(), now, publish_prefix)
+            return reconcile.sync(world, memory, now, publish_prefix)
         except NotInMemory:
             pass
     return await run_in_threadpool(reconcile.sync, world, source, now, publish_prefix)
@@ -285,6 +287,7 @@ def create_app(
     metrics = Metrics()
     metrics.registry.register(dispatcher.counters)
     source, refresher = _image_source(settings, images, metrics)
+    memory = source.in_memory() if isinstance(source, IndexedImages) else None
 
     examples = openapi.hook_examples()
     api = FastAPI(
@@ -314,7 +317,7 @@ def create_app(
         now = clock()
         world = reconcile.world_of(request)
         with counting_aws_calls() as calls:
-            decision = await _synced(world, source, now, publish_prefix)
+            decision = await _synced(world, source, memory, now, publish_prefix)
         decision, news = reconcile.announce(request, world, decision, now, fallback_slack_token)
         body = _answer(decision)
         # Queued, not sent: a slow or failing notifier never delays or fails the answer.
