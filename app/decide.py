@@ -63,7 +63,6 @@ class World:
 class _Due:
     """A build that is due, and what the latest finished build leaves to record and keep."""
 
-    current: Image | None
     outcome: Outcome | None
     effects: tuple[Effect, ...]
     recorded: dict[str, Any]
@@ -286,7 +285,7 @@ class _Reconcile:
         )
 
         if self.running:
-            return self._follow_running(current, outcome, effects)
+            return self._follow_running(outcome, effects)
         if outcome is not None and outcome.kind is Kind.waiting:
             return self._waiting(outcome, effects)
         if current is not None and not (
@@ -295,7 +294,7 @@ class _Reconcile:
             return self._ready(current, outcome, effects)
         pending = self._pending_plan()
         if pending is not None and not self._deleted_while_suspended():
-            return self._emit(pending, outcome, effects, current)
+            return self._emit(pending, outcome, effects)
         return self._build(outcome, effects, current)
 
     # -- facts about builds ------------------------------------------------------------------------------------
@@ -317,6 +316,10 @@ class _Reconcile:
             return None
         job = outcome.job
         recorded = self.previous.jobName == job.name and self.previous.jobStatus == JobStatus.completed
+        if recorded and outcome.kind is not Kind.built:
+            # A recorded success stays a success: its AMI vanishing since (deregistered by hand) means the
+            # builder has no usable AMI, which is the world's news, not this build's.
+            return None
         untagged = any(a.image.tags.get(BUILD_ID) != job.build_id for a in outcome.usable if a.image)
         copying = any(a.kind is Kind.waiting for a in outcome.artifacts)
         # A copy that failed (or never appeared) after the build was recorded is news once.
@@ -523,7 +526,9 @@ class _Reconcile:
 
     # -- the outcomes ------------------------------------------------------------------------------------------
 
-    def _ready_condition(self, current: Image | None) -> Wanted:
+    def _ready_condition(self) -> Wanted:
+        """Ready follows the current AMI in spec.region, whatever else is going on (a build, a wait)."""
+        current = self._current_image()
         if current is not None:
             until = format_timestamp(current.expires_at(self.expires_in))
             return cond.ready(
@@ -541,15 +546,13 @@ class _Reconcile:
             )
         return cond.ready(False, "NoActiveAMI", "No active, unexpired AMI exists for this builder")
 
-    def _follow_running(
-        self, current: Image | None, outcome: Outcome | None, effects: tuple[Effect, ...]
-    ) -> Decision:
+    def _follow_running(self, outcome: Outcome | None, effects: tuple[Effect, ...]) -> Decision:
         """Rule 1: a running Job is followed (even while suspended), its identity read from its own labels."""
         job = self.running[-1]
         recorded, recorded_now = self._record(outcome)
         status = self._status(
             [
-                self._ready_condition(current),
+                self._ready_condition(),
                 cond.true(
                     cond.JOB_RUNNING,
                     f"Job {job.name} is building an AMI",
@@ -570,7 +573,7 @@ class _Reconcile:
     def _waiting(self, outcome: Outcome, effects: tuple[Effect, ...]) -> Decision:
         status = self._status(
             [
-                self._ready_condition(None),
+                self._ready_condition(),
                 cond.true(cond.WAITING_FOR_IMAGE, f"Job {outcome.job.name}: {outcome.reason}"),
             ],
             lastRunMessage=f"Build {outcome.job.name} finished; {outcome.reason}",
@@ -606,7 +609,7 @@ class _Reconcile:
             fields["nextBuildTime"] = format_timestamp(next_build)
         status = self._status(
             [
-                self._ready_condition(current),
+                self._ready_condition(),
                 cond.true(
                     cond.FLIGHT_CHECK_FAILED,
                     f"Latest Created AMI {current.image_id} has not expired and is active",
@@ -649,17 +652,18 @@ class _Reconcile:
     def _hold(self, due: _Due, wanted: list[Wanted], state: str, resync: int, **fields: Any) -> Decision:
         """No build now: say why in a condition and a state, keep the Jobs that must stay."""
         status = self._status(
-            [self._ready_condition(due.current), *wanted], **{**due.recorded, **fields, "state": state}
+            [self._ready_condition(), *wanted], **{**due.recorded, **fields, "state": state}
         )
         return Decision(self._children(due.outcome, due.recorded_now), status, resync, due.effects)
 
     def _build(self, outcome: Outcome | None, effects: tuple[Effect, ...], current: Image | None) -> Decision:
         """A build is due: start it unless suspended, out of retries, backing off, baseless or off-window."""
         recorded, recorded_now = self._record(outcome)
-        replaces = self.previous.lastRunBuiltImageID
+        # The AMI the next build replaces is the one this answer records, when it records a success.
+        replaces = str(recorded.get("lastRunBuiltImageID", self.previous.lastRunBuiltImageID))
         count = max(self._failed_count(replaces), int(recorded.get("failedJobCount", 0)))
         limit = self.spec.maxNumberOfJobs
-        due = _Due(current, outcome, effects, recorded, recorded_now)
+        due = _Due(outcome, effects, recorded, recorded_now)
         if self.spec.suspend:  # the Suspended condition itself is ambient
             stopped: dict[str, Any] = {}
             if self._deleted_while_suspended():
@@ -703,14 +707,13 @@ class _Reconcile:
                 )
         base_ami = base.image_id if isinstance(base, Image) else None
         plan = plan_build(self.meta.name, self.meta.uid, self.meta.generation, replaces, count, base_ami)
-        return self._emit(plan, outcome, effects, current, recorded=recorded, recorded_now=recorded_now)
+        return self._emit(plan, outcome, effects, recorded=recorded, recorded_now=recorded_now)
 
     def _emit(
         self,
         plan: BuildPlan,
         outcome: Outcome | None,
         effects: tuple[Effect, ...],
-        current: Image | None,
         recorded: dict[str, Any] | None = None,
         recorded_now: bool = False,
     ) -> Decision:
@@ -720,7 +723,7 @@ class _Reconcile:
         limit = self.spec.maxNumberOfJobs
         status = self._status(
             [
-                self._ready_condition(current),
+                self._ready_condition(),
                 cond.true(cond.JOB_RUNNING, f"Job {plan.job_name} is building an AMI"),
             ],
             **{

@@ -1,7 +1,7 @@
 """Typed views of the Jobs and Pods Metacontroller hands us, read defensively (they are someone's live objects)."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -16,6 +16,9 @@ from app.build import (
     PACKER_CONTAINER,
 )
 from app.tags import parse_timestamp
+
+# A Job without a creation time (never from the API server) sorts before every other of its generation.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Phase(StrEnum):
@@ -43,9 +46,11 @@ class ObservedJob:
     failure: str
 
     @property
-    def order(self) -> tuple[int, int, str]:
-        """Which of two builds is later: spec generation, then attempt, then name for a stable tie-break."""
-        return (self.generation, self.attempt, self.name)
+    def order(self) -> tuple[int, datetime, int, str]:
+        """Which of two builds is later: spec generation, then creation, then attempt, then name (a stable
+        tie-break). Creation before attempt: a rebuild cycle starts again at attempt 0, after the last cycle's
+        retries."""
+        return (self.generation, self.created_at or _EPOCH, self.attempt, self.name)
 
 
 def _dict(value: Any) -> dict[str, Any]:

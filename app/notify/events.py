@@ -93,20 +93,34 @@ def events(
         and old.jobName
         and new.jobName != old.jobName
         and superseded is not None
-        and superseded.phase is Phase.failed
+        and superseded.phase is not Phase.running
     ):
-        # The failure was recorded and the retry started within one sync: the new status only shows the retry.
-        found.append(
-            event(
-                Kind.failed,
-                superseded.build_id or old.buildID,
-                job_name=old.jobName,
-                base_ami=old.lastRunBaseImageID,
-                attempt=superseded.attempt + 1,
-                max_attempts=limit,
-                detail=superseded.failure,
+        # The build was recorded and its successor (a retry, or a rebuild because the base moved on meanwhile)
+        # started within one sync: the new status only shows the successor. A Job that succeeded without a
+        # usable AMI failed as a build; the decision says so in news.failure.
+        if superseded.phase is Phase.failed or news.failure:
+            found.append(
+                event(
+                    Kind.failed,
+                    superseded.build_id or old.buildID,
+                    job_name=old.jobName,
+                    base_ami=old.lastRunBaseImageID,
+                    attempt=superseded.attempt + 1,
+                    max_attempts=limit,
+                    detail=news.failure or superseded.failure,
+                )
             )
-        )
+        else:
+            found.append(
+                event(
+                    Kind.succeeded,
+                    superseded.build_id or old.buildID,
+                    job_name=old.jobName,
+                    base_ami=superseded.base_ami or old.lastRunBaseImageID,
+                    image_id=new.lastRunBuiltImageID,
+                    duration=_duration(superseded),
+                )
+            )
 
     if new.jobStatus == JobStatus.failed and (old.jobName, old.jobStatus) != (new.jobName, JobStatus.failed):
         job = by_name.get(new.jobName)

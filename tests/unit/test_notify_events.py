@@ -131,6 +131,8 @@ EXPIRED_REBUILD = changed(
     conditions=[ready("AMIExpired", f"AMI {BUILT} expired at 2026-11-22T12:25:00Z")],
 )
 
+REBUILD = changed(running("pb-dddd4444", "build-4"), lastRunBuiltImageID=BUILT)
+
 
 @dataclass(frozen=True)
 class Case:
@@ -167,6 +169,13 @@ CASES = [
         R2,
         [Kind.started],
         [job("pb-aaaa1111", Phase.running)],
+    ),
+    Case(
+        "success recorded and a rebuild on a newer base started in one sync",
+        R1,
+        REBUILD,
+        [Kind.succeeded, Kind.started],
+        [job("pb-aaaa1111", Phase.succeeded, build="build-1")],
     ),
     Case("the last allowed build failed", R2, F2_LAST, [Kind.failed, Kind.exhausted]),
     Case("retries stay exhausted", F2_LAST, F2_LAST, []),
@@ -235,6 +244,26 @@ def test_a_failure_recorded_with_its_retry_is_told_from_the_failed_job() -> None
         "DeadlineExceeded: too slow",
     )
     assert failure.key == one(R1, F1).key
+
+
+def test_a_success_recorded_with_a_rebuild_is_told_from_the_finished_job() -> None:
+    success, started = events(META, SPEC, R1, REBUILD, [job("pb-aaaa1111", Phase.succeeded, build="build-1")])
+    assert (success.job_name, success.image_id, success.duration) == ("pb-aaaa1111", BUILT, "25m07s")
+    assert success.key == one(R1, S1, [job("pb-aaaa1111", Phase.succeeded)]).key
+    assert started.job_name == "pb-dddd4444"
+
+
+def test_a_job_that_succeeded_without_an_ami_and_was_retried_at_once_is_a_failure() -> None:
+    failure, _ = events(
+        META,
+        SPEC,
+        R1,
+        R2,
+        [job("pb-aaaa1111", Phase.succeeded, build="build-1")],
+        News(failure="NoArtifact: the build reported no AMI in us-west-2 (empty)"),
+    )
+    assert failure.kind is Kind.failed
+    assert failure.detail.startswith("NoArtifact")
 
 
 def test_a_repeat_of_the_same_transition_has_the_same_key() -> None:
