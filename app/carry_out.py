@@ -9,21 +9,14 @@ import logging
 from collections.abc import Sequence
 
 from app.ec2 import AwsError, ImageSource
-from app.effects import Deprecate, Deregister, Effect, Publish, Report, Result, TagImages
+from app.effects import Deprecate, Deregister, Effect, Publish, Report, Result, TagImages, Unpublish
 from app.tags import format_timestamp
 
 log = logging.getLogger(__name__)
 
 
-def carry_out(
-    aws: ImageSource, effects: Sequence[Effect], builder: str, *, publish_prefix: str = ""
-) -> list[Report]:
-    """Carry out `effects` in order; raises AwsError only when tagging fails.
-
-    `publish_prefix` is the parameter path the hook's IAM policy lets it write (the chart's
-    hook.publishParameterPrefix); a parameter outside it is refused here with that explanation instead
-    of an AccessDenied from AWS. Empty: any path.
-    """
+def carry_out(aws: ImageSource, effects: Sequence[Effect], builder: str) -> list[Report]:
+    """Carry out `effects` in order; raises AwsError only when tagging fails."""
     in_use: _InUse | None = None
     reports = []
     for effect in effects:
@@ -36,17 +29,12 @@ def carry_out(
             if in_use is None:
                 in_use = _InUse(aws, [e for e in effects if isinstance(e, Deregister) and e.skip_in_use])
             reports.append(_deregister(aws, effect, in_use, builder))
-        elif isinstance(effect, Publish) and not effect.parameter.startswith(publish_prefix):
-            detail = (
-                f"outside {publish_prefix}, the only path the hook may write (hook.publishParameterPrefix)"
-            )
-            reports.append(Report(effect, Result.failed, detail))
         else:
             reports.append(_attempt(aws, effect, builder))
     return reports
 
 
-def _attempt(aws: ImageSource, effect: Deprecate | Publish, builder: str) -> Report:
+def _attempt(aws: ImageSource, effect: Deprecate | Publish | Unpublish, builder: str) -> Report:
     try:
         if isinstance(effect, Deprecate):
             aws.enable_deprecation(effect.region, effect.image_id, effect.at)
@@ -57,10 +45,19 @@ def _attempt(aws: ImageSource, effect: Deprecate | Publish, builder: str) -> Rep
                 format_timestamp(effect.at),
                 builder,
             )
-        else:
+        elif isinstance(effect, Publish):
             aws.put_parameter(effect.region, effect.parameter, effect.image_id)
             log.info(
                 "published %s to %s in %s for %s", effect.image_id, effect.parameter, effect.region, builder
+            )
+        else:
+            aws.delete_parameter(effect.region, effect.parameter)
+            log.info(
+                "deleted %s in %s for %s: it named %s, no longer a current AMI of its architecture",
+                effect.parameter,
+                effect.region,
+                builder,
+                effect.image_id,
             )
     except AwsError as error:
         log.warning("%s for %s failed: %s", type(effect).__name__, builder, error)

@@ -259,6 +259,7 @@ class _Reconcile:
             management_tags(self.meta.name, self.spec),
             self.now,
             self.expires_in,
+            self.facts.publish_prefix,
         )
         return outcome
 
@@ -426,6 +427,9 @@ class _Reconcile:
         if self.facts.stale:
             message = f"Answering from old facts: {self.facts.stale}; no build starts until AWS answers"
             wanted.append(cond.true(cond.IMAGE_INDEX_STALE, message))
+        if self.plan.refused:
+            message = "Could not publish " + "; ".join(self.plan.refused)
+            wanted.append(cond.true(cond.PUBLISH_FAILED, message, reason="OutsidePrefix"))
         if self.plan.copy_failures:
             message = "Reported AMIs not usable: " + "; ".join(self.plan.copy_failures)
             wanted.append(cond.true(cond.IMAGE_COPY_FAILED, message))

@@ -112,6 +112,8 @@ class ImageSource(Protocol):
 
     def put_parameter(self, region: str, name: str, image_id: str) -> None: ...
 
+    def delete_parameter(self, region: str, name: str) -> None: ...
+
 
 class Ec2:
     """EC2 and SSM through boto3, every call direct: one lazily created client per region.
@@ -213,6 +215,15 @@ class Ec2:
             self._ssm(region).put_parameter(
                 Name=name, Value=image_id, Type="String", DataType="aws:ec2:image", Overwrite=True
             )
+
+    def delete_parameter(self, region: str, name: str) -> None:
+        """Delete the parameter; one that is already gone counts as deleted, so a retry is harmless."""
+        try:
+            with _translated("DeleteParameter", region, service="SSM"):
+                self._ssm(region).delete_parameter(Name=name)
+        except AwsError as error:
+            if error.code not in _MISSING_PARAMETER:
+                raise
 
     def enable_deprecation(self, region: str, image_id: str, at: datetime) -> None:
         """Have EC2 itself deprecate the AMI at `at`, so consoles and DescribeImages users see it is old."""

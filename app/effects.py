@@ -38,6 +38,17 @@ class Publish:
 
 
 @dataclass(frozen=True)
+class Unpublish:
+    """Delete a per-architecture parameter whose architecture no longer has a current AMI of the builder there:
+    a parameter the hook wrote names a current AMI or does not exist."""
+
+    region: str
+    parameter: str
+    image_id: str
+    """The builder's AMI it still names (not current any more)."""
+
+
+@dataclass(frozen=True)
 class Deregister:
     """Deregister an old AMI, then delete its EBS snapshots; with `skip_in_use`, not while it is used."""
 
@@ -50,7 +61,7 @@ class Deregister:
     """The management tags put on the snapshots first: the IAM policy deletes only tagged snapshots."""
 
 
-Effect = TagImages | Deprecate | Publish | Deregister
+Effect = TagImages | Deprecate | Publish | Unpublish | Deregister
 
 
 class Result(StrEnum):
@@ -77,4 +88,6 @@ def describe(effect: Effect) -> str:
         return f"deprecate {effect.image_id} at {effect.at:%Y-%m-%dT%H:%M:%SZ} in {effect.region}"
     if isinstance(effect, Publish):
         return f"publish {effect.image_id} to {effect.parameter} in {effect.region}"
+    if isinstance(effect, Unpublish):
+        return f"unpublish {effect.parameter} ({effect.image_id}) in {effect.region}"
     return f"deregister {effect.image_id} in {effect.region}"

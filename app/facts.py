@@ -39,7 +39,9 @@ class AmiFacts:
     elsewhere: Mapping[str, RegionImages] = field(default_factory=dict)
     """The other regions the builder has AMIs in: copies builds reported, regions its status lists."""
     parameters: Mapping[tuple[str, str], str | None] = field(default_factory=dict)
-    """With spec.publish: the value of each parameter the current AMIs are published to, by (region, name)."""
+    """With spec.publish: the value of each parameter the builder may have published, by (region, name)."""
+    publish_prefix: str = ""
+    """The only parameter path the hook may write (settings, the chart's hook.publishParameterPrefix)."""
 
     stale: str = ""
     """Why the managed-AMI facts may be old (the index has not been refreshed for a while); "" if fresh."""

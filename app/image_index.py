@@ -237,6 +237,10 @@ class IndexedImages:
         self._ec2.put_parameter(region, name, image_id)
         self.parameters.put((region, name), image_id)
 
+    def delete_parameter(self, region: str, name: str) -> None:
+        self._ec2.delete_parameter(region, name)
+        self.parameters.put((region, name), None)
+
 
 class InMemory:
     """The index's reads from memory only: a value not loaded yet, an exact read, any write raise NotInMemory.
@@ -288,6 +292,9 @@ class InMemory:
 
     def put_parameter(self, region: str, name: str, image_id: str) -> None:
         raise NotInMemory("publishing")
+
+    def delete_parameter(self, region: str, name: str) -> None:
+        raise NotInMemory("unpublishing")
 
 
 class Refresher:

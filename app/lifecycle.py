@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from app import conditions as cond
 from app.conditions import Wanted
-from app.effects import Deprecate, Deregister, Effect, Publish, Report, Result, TagImages
+from app.effects import Deprecate, Deregister, Effect, Publish, Report, Result, TagImages, Unpublish
 from app.facts import RegionImages
 from app.outcome import Kind, Outcome, primary_order
 from app.spec import ImageRef, PackerBuilderSpec
@@ -34,6 +34,8 @@ class Plan:
     effects: tuple[Effect, ...]
     copy_failures: tuple[str, ...] = ()
     """Reported AMIs that never appeared or failed, each naming its region."""
+    refused: tuple[str, ...] = ()
+    """Publications the hook may not make (outside its prefix): a condition until the spec or settings change."""
 
     def images(self) -> list[ImageRef]:
         return [ImageRef(region=r, architecture=i.architecture, imageID=i.image_id) for r, i in self.current]
@@ -66,8 +68,13 @@ def parameter_names(parameter: str, architectures: Sequence[str]) -> dict[str, s
         return {}
     names = {parameter: distinct[0]}
     if len(distinct) > 1:
-        names |= {f"{parameter.rstrip('/')}/{arch}": arch for arch in distinct}
+        names |= {architecture_parameter(parameter, arch): arch for arch in distinct}
     return names
+
+
+def architecture_parameter(parameter: str, architecture: str) -> str:
+    """Where one architecture's current AMI is published besides the name itself."""
+    return f"{parameter.rstrip('/')}/{architecture}"
 
 
 def _readable_timestamp(image: Image) -> datetime | None:
@@ -87,6 +94,7 @@ def plan(
     management: Mapping[str, str],
     now: datetime,
     expires_in: timedelta,
+    publish_prefix: str = "",
 ) -> Plan:
     """The current AMIs and the effects due in every region; `wanted_tags` are the new AMIs' tags."""
     fresh: dict[str, list[Image]] = {}
@@ -129,14 +137,15 @@ def plan(
 
     effects: list[Effect] = [*tagging, *retiring]
     effects += _deprecations(current, spec, now, expires_in)
-    effects += _publications(current, parameters, spec)
+    publications, refused = _publications(current, views, parameters, spec, publish_prefix)
+    effects += publications
     effects += _removals(views, current, parameters, spec, management)
     failures = tuple(
         f"{a.image_id} in {a.region}: {a.reason}"
         for a in (outcome.artifacts if outcome is not None and outcome.kind is Kind.built else ())
         if a.kind is Kind.failed
     )
-    return Plan(tuple(current), tuple(effects), failures)
+    return Plan(tuple(current), tuple(effects), failures, tuple(refused))
 
 
 def _deprecations(
@@ -154,17 +163,49 @@ def _deprecations(
 
 
 def _publications(
-    current: Sequence[Current], parameters: Mapping[tuple[str, str], str | None], spec: PackerBuilderSpec
-) -> list[Effect]:
+    current: Sequence[Current],
+    views: Mapping[str, Sequence[Image]],
+    parameters: Mapping[tuple[str, str], str | None],
+    spec: PackerBuilderSpec,
+    prefix: str,
+) -> tuple[list[Effect], list[str]]:
+    """What to write and delete so that every parameter of the builder names a current AMI, and what the
+    hook may not write (outside `prefix`, refused without a call: it cannot succeed until a setting changes).
+
+    A per-architecture name, once written, follows its architecture's current AMI even when that is the only
+    architecture left; when the architecture has no current AMI any more it is deleted, if it names one of
+    the builder's AMIs (a value someone else wrote there is left alone).
+    """
     if spec.publish is None:
-        return []
+        return [], []
+    name = spec.publish.ssmParameter
     effects: list[Effect] = []
-    for region in sorted({r for r, _ in current}):
+    deletions: list[Effect] = []
+    refused: list[str] = []
+    for region in sorted({r for r, _ in current} | {r for r, _ in parameters}):
         here = {image.architecture: image for r, image in current if r == region}
-        for name, arch in sorted(parameter_names(spec.publish.ssmParameter, list(here)).items()):
-            if parameters.get((region, name)) != here[arch].image_id:
-                effects.append(Publish(region, name, here[arch].image_id))
-    return effects
+        ours = {image.image_id for image in views.get(region, ())}
+        wanted = parameter_names(name, list(here))
+        for arch in sorted({image.architecture for image in views.get(region, ())} | set(here)):
+            parameter = architecture_parameter(name, arch)
+            value = parameters.get((region, parameter))
+            if value is None or parameter in wanted:
+                continue
+            if arch in here:
+                wanted[parameter] = arch
+            elif value in ours:
+                deletions.append(Unpublish(region, parameter, value))
+        for parameter, arch in sorted(wanted.items()):
+            image_id = here[arch].image_id
+            if not parameter.startswith(prefix):
+                refused.append(
+                    f"{image_id} to {parameter} in {region}: outside {prefix}, the only path the hook may "
+                    "write (hook.publishParameterPrefix)"
+                )
+            elif parameters.get((region, parameter)) != image_id:
+                effects.append(Publish(region, parameter, image_id))
+    # Names are deleted after every write: the consumers of the others see the new AMIs first.
+    return effects + deletions, refused
 
 
 def _removals(
@@ -226,6 +267,7 @@ def report_conditions(reports: Sequence[Report]) -> list[Wanted]:
             kind = {
                 Deprecate: cond.DEPRECATION_NOT_SET,
                 Publish: cond.PUBLISH_FAILED,
+                Unpublish: cond.PUBLISH_FAILED,
                 Deregister: cond.RETENTION_FAILED,
             }.get(type(effect))
             if kind is not None:
@@ -245,6 +287,8 @@ def report_conditions(reports: Sequence[Report]) -> list[Wanted]:
 def _subject(effect: Effect) -> str:
     if isinstance(effect, Publish):
         return f"{effect.image_id} to {effect.parameter} in {effect.region}"
+    if isinstance(effect, Unpublish):
+        return f"{effect.parameter} in {effect.region} (deleting it: it names {effect.image_id}, no longer current)"
     if isinstance(effect, TagImages):
         return f"{', '.join(effect.image_ids)} in {effect.region}"
     return f"{effect.image_id} in {effect.region}"

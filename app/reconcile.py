@@ -20,7 +20,7 @@ from app.ec2 import AwsError, ImageSource
 from app.facts import AmiFacts, AwsFault, RegionImages
 from app.hooks import HookRequest
 from app.job import parse_termination_message
-from app.lifecycle import parameter_names
+from app.lifecycle import architecture_parameter
 from app.notify import announce as notifications
 from app.notify.targets import SECRET_GROUP, read_secrets
 from app.observed import BuildReport, Phase, build_reports, observe_job
@@ -64,24 +64,29 @@ def _regions(
 
 
 def _parameters(
-    images: ImageSource, spec: PackerBuilderSpec, regions: Mapping[str, RegionImages], publish_prefix: str
+    images: ImageSource,
+    spec: PackerBuilderSpec,
+    status: PackerBuilderStatus,
+    regions: Mapping[str, RegionImages],
+    publish_prefix: str,
 ) -> dict[tuple[str, str], str | None]:
-    """The published parameters' values wherever a current AMI may be published (lifecycle decides).
+    """The values of every parameter the builder may have published, by region (lifecycle decides).
 
-    Names outside the prefix the hook may use are not read (AWS would deny it and stop the whole sync);
-    publishing them is refused with a condition instead.
+    The name itself and `<name>/<architecture>` for each architecture the builder has AMIs of there, in any
+    state, or had current there: a per-architecture name written once is read (and its AMI protected)
+    until it names a current AMI again or is deleted. Names outside the prefix the hook may use are not
+    read (AWS would deny it and stop the whole sync); the plan refuses to publish them.
     """
     if spec.publish is None:
         return {}
+    name = spec.publish.ssmParameter
     values = {}
     for region, found in regions.items():
-        architectures = {i.architecture for i in (*found.managed, *found.built) if i.state == "available"}
-        names = {
-            spec.publish.ssmParameter,
-            *parameter_names(spec.publish.ssmParameter, sorted(architectures)),
-        }
-        for name in sorted(n for n in names if n.startswith(publish_prefix)):
-            values[(region, name)] = images.parameter_value(region, name)
+        architectures = {i.architecture for i in (*found.managed, *found.built) if i.architecture}
+        architectures |= {ref.architecture for ref in status.images if ref.region == region}
+        names = {name, *(architecture_parameter(name, arch) for arch in architectures)}
+        for parameter in sorted(n for n in names if n.startswith(publish_prefix)):
+            values[(region, parameter)] = images.parameter_value(region, parameter)
     return values
 
 
@@ -107,7 +112,7 @@ def gather(
             regions[region] = RegionImages(managed, built)
         source = base_source(spec)
         base = images.base_image(spec.region, source) if source is not None else None
-        parameters = _parameters(images, spec, regions, publish_prefix)
+        parameters = _parameters(images, spec, status, regions, publish_prefix)
     except AwsError as error:
         log.warning("AWS call failed for %s: %s", name, error)
         return AmiFacts(fault=_fault(error))
@@ -119,6 +124,7 @@ def gather(
         built=home.built,
         elsewhere=regions,
         parameters=parameters,
+        publish_prefix=publish_prefix,
     )
 
 
@@ -137,12 +143,11 @@ def _carried_out(
     decision: Decision,
     images: ImageSource,
     now: datetime,
-    publish_prefix: str,
     again: Callable[[AmiFacts], Decision],
 ) -> Decision:
     """Carry out the decision's effects; a failed tagging turns the answer into the AWS fault's (`again`)."""
     try:
-        reports = carry_out(images, decision.effects, world.meta.name, publish_prefix=publish_prefix)
+        reports = carry_out(images, decision.effects, world.meta.name)
     except AwsError as error:
         # Nothing is recorded as done: the same effects are due again on the next sync.
         log.warning("tagging failed for %s: %s", world.meta.name, error)
@@ -163,7 +168,7 @@ def sync(world: World, images: ImageSource, now: datetime, publish_prefix: str =
             exact, world.meta.name, world.spec, world.status, _latest_report(world), publish_prefix
         )
         decision = decide(world, facts, now)
-    return _carried_out(world, decision, exact, now, publish_prefix, lambda fault: decide(world, fault, now))
+    return _carried_out(world, decision, exact, now, lambda fault: decide(world, fault, now))
 
 
 def finalize(world: World, images: ImageSource, now: datetime, publish_prefix: str = "") -> Decision:
@@ -173,9 +178,7 @@ def finalize(world: World, images: ImageSource, now: datetime, publish_prefix: s
     exact = images.exact()
     facts = gather(exact, world.meta.name, world.spec, world.status, _latest_report(world), publish_prefix)
     decision = decide_finalize(world, facts, now)
-    return _carried_out(
-        world, decision, exact, now, publish_prefix, lambda fault: decide_finalize(world, fault, now)
-    )
+    return _carried_out(world, decision, exact, now, lambda fault: decide_finalize(world, fault, now))
 
 
 def announce(

@@ -162,6 +162,9 @@ class Catalogue:
     def put_parameter(self, region: str, name: str, image_id: str) -> None:
         raise NotImplementedError("the seed publishes no parameter")
 
+    def delete_parameter(self, region: str, name: str) -> None:
+        raise NotImplementedError("the seed publishes no parameter")
+
 
 # --- the objects Metacontroller sends ------------------------------------------------------------------
 

@@ -76,6 +76,7 @@ def test_hook_policy_allows_exactly_the_calls_the_hook_makes() -> None:
         "ec2:DeleteSnapshot",
         "ssm:GetParameter",
         "ssm:PutParameter",
+        "ssm:DeleteParameter",
     }
 
 
@@ -170,7 +171,7 @@ def test_hook_reads_public_aws_parameters_and_its_publish_prefix() -> None:
 def test_hook_writes_parameters_only_under_the_publish_prefix() -> None:
     (publishing,) = _statements("ssm:PutParameter")
     assert _resources(publishing) == [PUBLISH_PARAMETERS]
-    assert sorted(publishing["Action"]) == ["ssm:GetParameter", "ssm:PutParameter"]
+    assert sorted(publishing["Action"]) == ["ssm:DeleteParameter", "ssm:GetParameter", "ssm:PutParameter"]
     default_prefix = load_yaml(CHART / "values.yaml")["hook"]["publishParameterPrefix"]
     assert f"arn:aws:ssm:*:*:parameter{default_prefix}*" == PUBLISH_PARAMETERS
 

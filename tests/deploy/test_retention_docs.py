@@ -2,17 +2,16 @@
 
 import json
 import re
-from datetime import timedelta
-from typing import cast
+from datetime import UTC, datetime, timedelta
 
 import yaml
 
 from app import conditions, effects, outcome
-from app.carry_out import carry_out
-from app.ec2 import ImageSource
-from app.lifecycle import MAX_REMOVALS_PER_SYNC, parameter_names, report_conditions
+from app.facts import RegionImages
+from app.lifecycle import MAX_REMOVALS_PER_SYNC, parameter_names, plan
 from app.settings import Settings
 from app.spec import PackerBuilderSpec, Publish, Retention, parse_spec
+from app.tags import Image
 from tests.deploy.manifests import (
     CHART,
     EXAMPLES,
@@ -182,12 +181,22 @@ def test_doc_parameter_names_are_the_ones_published() -> None:
 
 def test_doc_quotes_the_refusal_outside_the_publish_prefix() -> None:
     prefix = load_yaml(CHART / "values.yaml")["hook"]["publishParameterPrefix"]
-    refused = effects.Publish("us-west-2", "/teams/web/eks-al2023", "ami-0bbb0000000000002")
-    # Refused before any AWS call: nothing is asked of the image source.
-    reports = carry_out(cast(ImageSource, object()), [refused], "eks-al2023", publish_prefix=prefix)
-    (wanted,) = report_conditions(reports)
-    assert wanted.type == conditions.PUBLISH_FAILED
-    assert f"\n{wanted.message}\n" in DOC.read_text()
+    spec = parse_spec({**load_yaml(EXAMPLE)["spec"], "publish": {"ssmParameter": "/teams/web/eks-al2023"}})
+    current = Image(
+        "ami-0bbb0000000000002",
+        "available",
+        datetime(2026, 11, 20, tzinfo=UTC),
+        tags={"status": "active"},
+        architecture="x86_64",
+    )
+    regions = {"us-west-2": RegionImages(managed=(current,))}
+    planned = plan(
+        None, {}, regions, {}, spec, {}, datetime(2026, 11, 21, tzinfo=UTC), timedelta(days=2), prefix
+    )
+    # Refused in the plan, without an effect: nothing is due again on the next sync.
+    assert not any(isinstance(e, effects.Publish) for e in planned.effects)
+    (refused,) = planned.refused
+    assert f"\nCould not publish {refused}\n" in DOC.read_text()
     assert "publish_parameter_prefix" in Settings.model_fields  # read from PUBLISH_PARAMETER_PREFIX
     for doc in (DOC, README):
         assert "`PUBLISH_PARAMETER_PREFIX`" in doc.read_text(), doc.name

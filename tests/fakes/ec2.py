@@ -41,6 +41,9 @@ class QuietEc2:
     def put_parameter(self, region: str, name: str, image_id: str) -> None:
         self.wrote("publish")
 
+    def delete_parameter(self, region: str, name: str) -> None:
+        self.wrote("unpublish")
+
     def enable_deprecation(self, region: str, image_id: str, at: datetime) -> None:
         self.wrote("deprecate")
 

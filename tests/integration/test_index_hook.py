@@ -171,6 +171,27 @@ def test_a_warm_resync_of_many_ready_builders_makes_no_aws_call(
         assert proxy.by_operation() == before
 
 
+def test_a_publication_outside_the_prefix_is_a_condition_not_an_aws_call_on_every_sync(
+    monkeypatch: pytest.MonkeyPatch, proxy: AwsProxy, ec2_env: str
+) -> None:
+    """Issue 16, defect 7: the refusal cannot succeed until the spec or the settings change."""
+    image_id = active_ami(ec2_env, NAME)
+    raw = {**SEED_SPEC, "publish": {"ssmParameter": "/teams/web/eks"}}
+    with hook(monkeypatch, proxy.url, publish_parameter_prefix="/platform/ami/", **QUIET) as url:
+        first = sync(url, request(parent(raw)))
+        assert first["status"]["lastRunBuiltImageID"] == image_id
+        refused = condition(first, "PublishFailed")
+        assert refused is not None
+        assert refused["reason"] == "OutsidePrefix"
+        assert "/teams/web/eks" in refused["message"]
+        assert "/platform/ami/" in refused["message"]
+        before = proxy.by_operation()
+        again = sync(url, request(parent(raw, status=first["status"])))
+        assert again["status"] == first["status"]
+        assert proxy.by_operation() == before
+    assert proxy.calls("PutParameter") == 0
+
+
 # -- exact before acting ------------------------------------------------------------------------------------
 
 

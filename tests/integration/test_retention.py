@@ -220,3 +220,63 @@ def test_a_parameter_outside_the_allowed_prefix_is_refused_with_a_condition(ec2_
     assert tags_of(ec2, built)["status"] == "active"  # everything else still happened
     ssm = boto3.session.Session().client("ssm", region_name=REGION, endpoint_url=ec2_env)
     assert ssm.describe_parameters()["Parameters"] == []
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def parameters_of(ec2_env: str) -> dict[str, str]:
+    ssm = boto3.session.Session().client("ssm", region_name=REGION, endpoint_url=ec2_env)
+    found = ssm.get_parameters_by_path(Path="/platform/ami", Recursive=True)["Parameters"]
+    return {p["Name"]: p["Value"] for p in found}
+
+
+def test_a_per_architecture_parameter_follows_its_architecture_or_goes_and_protects_its_ami(
+    ec2_env: str,
+) -> None:
+    """Issue 16, defect 1: build 1 makes x86_64 and arm64, build 2 only x86_64, keep 1."""
+    ec2 = ec2_client(ec2_env)
+    clock = Clock(datetime.now(UTC).replace(microsecond=0))
+    raw = spec(retention={"keep": 1}, publish={"ssmParameter": PARAMETER})
+    with serve(create_app(Settings(), images=Ec2(), clock=clock)) as url:
+        first = sync(url, request(parent(raw)))
+        (job1,) = first["children"]
+        x86_1 = register_built_ami(ec2, "opsy-x86-1")
+        arm_1 = register_built_ami(ec2, "opsy-arm-1", base_image_id=ARM64_EKS_130)
+        done1 = succeeded(job1, clock.now - timedelta(minutes=20), clock.now - timedelta(minutes=1))
+        pod1 = build_pod(done1, f"{REGION}:{x86_1},{REGION}:{arm_1}")
+        built1 = sync(url, request(parent(raw, status=first["status"]), [done1], [pod1]))
+        assert parameters_of(ec2_env) == {
+            PARAMETER: x86_1,
+            f"{PARAMETER}/x86_64": x86_1,
+            f"{PARAMETER}/arm64": arm_1,
+        }
+
+        clock.now += timedelta(hours=49)  # expired: build 2, x86_64 only
+        rebuilding = sync(url, request(parent(raw, status=built1["status"]), [done1], [pod1]))
+        (job2,) = [c for c in rebuilding["children"] if c["metadata"]["name"] != done1["metadata"]["name"]]
+        x86_2 = register_built_ami(ec2, "opsy-x86-2")
+        done2 = succeeded(job2, clock.now - timedelta(minutes=20), clock.now - timedelta(minutes=1))
+        pod2 = build_pod(done2, f"{REGION}:{x86_2}")
+        built2 = sync(url, request(parent(raw, status=rebuilding["status"]), [done1, done2], [pod2]))
+
+        # The per-architecture name keeps naming the current x86_64 AMI; arm64 has none, so its name goes.
+        assert parameters_of(ec2_env) == {PARAMETER: x86_2, f"{PARAMETER}/x86_64": x86_2}
+        assert tags_of(ec2, arm_1)["status"] == "deprecated"
+
+        # The retired arm64 AMI is removed by hand: one architecture is left. Nothing any parameter of the
+        # builder ever named is removed while it names it, and every parameter names a live AMI.
+        ec2.deregister_image(ImageId=arm_1)
+        status = built2["status"]
+        for _ in range(3):
+            status = sync(url, request(parent(raw, status=status), [done2], [pod2]))["status"]
+            for value in parameters_of(ec2_env).values():
+                assert exists(ec2, value), value
+        assert parameters_of(ec2_env) == {PARAMETER: x86_2, f"{PARAMETER}/x86_64": x86_2}
+        assert not exists(ec2, x86_1)  # keep 1, and no parameter names it any more
+        assert exists(ec2, x86_2)

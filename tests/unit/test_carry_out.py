@@ -72,6 +72,9 @@ class FakeEc2:
     def put_parameter(self, region: str, name: str, image_id: str) -> None:
         self._call("put_parameter", region, image_id)
 
+    def delete_parameter(self, region: str, name: str) -> None:
+        self._call("delete_parameter", region, name)
+
     def images_in_use(self, region: str, image_ids: Sequence[str]) -> dict[str, str]:
         self._call("images_in_use", region, *image_ids)
         return {i: self.users[i] for i in image_ids if i in self.users}

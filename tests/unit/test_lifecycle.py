@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from app.decide import Decision, acts, decide, decide_finalize, with_reports
-from app.effects import Deprecate, Deregister, Publish, Report, Result, TagImages
+from app.effects import Deprecate, Deregister, Publish, Report, Result, TagImages, Unpublish
 from app.facts import AmiFacts, RegionImages
 from app.hooks import HookRequest
 from app.lifecycle import deprecation_moment, parameter_names
@@ -238,6 +238,58 @@ def test_several_architectures_are_published_per_architecture_in_every_region() 
         Publish(HOME, f"{PARAMETER}/arm64", ARM),
         Publish(HOME, f"{PARAMETER}/x86_64", X86),
     ]
+
+
+OLD_X86 = "ami-0old0000000000001"
+OLD_ARM = "ami-0old0000000000002"
+STRANGER = "ami-0fee0000000000009"
+
+
+@pytest.mark.parametrize(
+    ("values", "effects"),
+    [
+        pytest.param(
+            {f"{PARAMETER}/x86_64": OLD_X86, f"{PARAMETER}/arm64": OLD_ARM},
+            [
+                Publish(HOME, PARAMETER, X86),
+                Publish(HOME, f"{PARAMETER}/x86_64", X86),
+                Unpublish(HOME, f"{PARAMETER}/arm64", OLD_ARM),
+            ],
+            id="a build that stopped making arm64: x86_64 name follows, arm64 name goes",
+        ),
+        pytest.param(
+            {f"{PARAMETER}/arm64": STRANGER},
+            [Publish(HOME, PARAMETER, X86)],
+            id="a value someone else wrote is left alone",
+        ),
+        pytest.param({}, [Publish(HOME, PARAMETER, X86)], id="one architecture, never more: the name only"),
+    ],
+)
+def test_every_parameter_written_names_a_current_ami_of_its_architecture_or_goes(
+    values: dict[str, str], effects: list[Any]
+) -> None:
+    raw = spec(retention={"keep": 1}, publish={"ssmParameter": PARAMETER})
+    olds = (older(OLD_X86, 2, status="active"), older(OLD_ARM, 2, status="active", arch="arm64"))
+    parameters: dict[tuple[str, str], str | None] = {(HOME, PARAMETER): OLD_X86}
+    parameters |= {(HOME, name): value for name, value in values.items()}
+    decision = finished_sync(raw, f"{HOME}:{X86}", {HOME: (fresh(X86),)}, {HOME: olds}, parameters)
+    assert [e for e in decision.effects if isinstance(e, Publish | Unpublish)] == effects
+    # Whatever a parameter names when the sync reads it stays, whatever keep says.
+    removed = {d.image_id for d in of(Deregister, decision)}
+    assert not removed & {v for v in parameters.values() if v}
+
+
+def test_a_name_outside_the_publish_prefix_is_refused_in_the_plan_not_tried() -> None:
+    raw = spec(publish={"ssmParameter": "/teams/web/eks"})
+    status, job = first_job(raw)
+    done = succeeded(job, finished=FINISHED)
+    req = request(parent(raw, status=status), [done], [build_pod(done, f"{HOME}:{X86}")])
+    facts = AmiFacts(base_image=BASE, built=(fresh(X86),), publish_prefix="/platform/ami/")
+    decision = decide(world_of(HookRequest.model_validate(req)), facts, NOW)
+    assert of(Publish, decision) == []
+    (refused,) = [c for c in decision.status.conditions if c.type == "PublishFailed"]
+    assert refused.reason == "OutsidePrefix"
+    assert "/teams/web/eks in us-west-2: outside /platform/ami/" in refused.message
 
 
 @pytest.mark.parametrize(
