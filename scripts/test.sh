@@ -43,6 +43,8 @@ bash scripts/install-packer.sh
 bash scripts/install-promtool.sh
 # etcd, kube-apiserver, kube-controller-manager and kubectl for tests/kube/ (built once, cached in .tools/).
 bash scripts/install-kube.sh
+# Metacontroller v4.17.2 for tests/kube/ (from ../shared/vendor's source archive; built once, cached in .tools/).
+bash scripts/install-metacontroller.sh
 
 echo "== ruff"
 uv run ruff check .
