@@ -414,17 +414,39 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 @dataclass
-class _Process:
+class Process:
+    """One process of the control plane (or run beside it), its output going to `log`."""
+
     name: str
     popen: "subprocess.Popen[bytes]"
     log: Path
 
-    def tail(self) -> str:
+    def tail(self, chars: int = _LOG_TAIL_CHARS, since: int = 0) -> str:
+        """The last `chars` characters of the log, of what it gained after its first `since` bytes."""
         try:
-            text = self.log.read_text(encoding="utf-8", errors="replace")
+            with self.log.open("rb") as log:
+                log.seek(since)
+                text = log.read().decode("utf-8", errors="replace")
         except OSError as error:
             return f"(no log: {error})"
-        return text[-_LOG_TAIL_CHARS:]
+        return text[-chars:]
+
+    def size(self) -> int:
+        """The log's length in bytes now (a `since` for `tail`)."""
+        try:
+            return self.log.stat().st_size
+        except OSError:
+            return 0
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after STOP_SECONDS; idempotent."""
+        if self.popen.poll() is None:
+            self.popen.terminate()
+        try:
+            self.popen.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
 
 
 class ControlPlane:
@@ -447,7 +469,7 @@ class ControlPlane:
         self.api = KubeClient(
             self.server, ca=self.pki.ca_cert, cert=self.pki.admin_cert, key=self.pki.admin_key
         )
-        self._processes: list[_Process] = []
+        self._processes: list[Process] = []
 
     def binary(self, name: str) -> Path:
         return self.bin_dir / name
@@ -592,19 +614,26 @@ class ControlPlane:
             f"---- {p.name} (exit code {p.popen.poll()}), {p.log}:\n{p.tail()}" for p in self._processes
         )
 
-    def _spawn(self, name: str, *args: str) -> None:
+    def run(self, name: str, binary: Path, *args: str, env: Mapping[str, str] | None = None) -> Process:
+        """Start another process beside the control plane (its log `<name>.log` in `workdir`, `env` added to
+        a bare environment); `stop()` and `logs()` include it."""
         log = self.workdir / f"{name}.log"
         with log.open("wb") as sink:
             popen = subprocess.Popen(
-                [str(self.binary(name)), *args],
+                [str(binary), *args],
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
-                env={"PATH": "/usr/bin:/bin", "HOME": str(self.workdir)},
+                env={"PATH": "/usr/bin:/bin", "HOME": str(self.workdir), **(env or {})},
                 preexec_fn=_die_with_parent,  # noqa: PLW1509
             )
-        self._processes.append(_Process(name, popen, log))
+        process = Process(name, popen, log)
+        self._processes.append(process)
+        return process
+
+    def _spawn(self, name: str, *args: str) -> None:
+        self.run(name, self.binary(name), *args)
 
     def _wait(self, what: str, deadline: float, timeout: float, ready: Callable[[], bool]) -> None:
         """Poll `ready` until it holds; fail at the deadline or as soon as a process has exited."""

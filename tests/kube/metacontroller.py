@@ -1,5 +1,14 @@
 """A test driver that plays Metacontroller's CompositeController for one parent, against a real API server.
 
+The real Metacontroller (v4.17.2, tests/kube/real_metacontroller.py) runs in the same session, and
+tests/kube/test_metacontroller_on_server.py covers under it what this stand-in only reads from its source:
+the finalizer, claiming and creating children (`controller-uid`, owner references), customize and related
+Pods, sync and finalize, v1 and v2 hook requests, status with `observedGeneration`, honouring
+`resyncAfterSeconds`, retrying after a failed hook call, the hook restarted mid-build, deletion mid-build
+and `--cascade=foreground`, retention and publish. This stand-in is kept for one thing the real controller
+cannot show without waiting for nothing to happen: a single synchronous pass, and whether it changed anything
+(tests/kube/test_lifecycle_on_server.py: a settled builder's next pass writes nothing).
+
 It follows what Metacontroller v4 does in `pkg/controller/composite` (and DESIGN.md section 3), no more:
 
 1. add the finalizer `metacontroller.io/compositecontroller-<name>` (the controller has a finalize hook);

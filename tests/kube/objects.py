@@ -11,6 +11,7 @@ wrote the files), so tests can write the statuses the hook really writes.
 
 import copy
 import functools
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -196,3 +197,35 @@ def pod_of(kube: ControlPlane, namespace: str, job: JsonObject) -> JsonObject:
         )
     except TimeoutError as error:
         pytest.fail(f"{error}\nevents of Job {name}: {_events(kube, namespace, name)}", pytrace=False)
+
+
+# The garbage collector and finalizers act within seconds on an idle machine; generous for a busy one.
+GONE_SECONDS = 120.0
+
+
+def until_gone(kube: ControlPlane, collection: str, name: str, what: str) -> None:
+    """Returns once the object `name` of `collection` is gone: listed, then watched for its deletion."""
+    deadline = time.monotonic() + GONE_SECONDS
+    params = {"fieldSelector": f"metadata.name={name}"}
+    while (remaining := deadline - time.monotonic()) > 0:
+        listed = kube.api.get(collection, params=params)
+        if not listed.get("items"):
+            return
+        with kube.api.watch(
+            collection, listed["metadata"]["resourceVersion"], timeout=remaining, params=params
+        ) as events:
+            for event in events:
+                if event["type"] == "DELETED":
+                    return
+                if event["type"] == "ERROR":  # too old to watch from: list again
+                    break
+    raise TimeoutError(f"{what}: still there after {GONE_SECONDS:.0f} s")
+
+
+def until_empty(kube: ControlPlane, collection: str, what: str) -> None:
+    """Polled until the collection is empty (the garbage collector works in the background)."""
+    deadline = time.monotonic() + GONE_SECONDS
+    while items := kube.api.get(collection).get("items"):
+        names = [item["metadata"]["name"] for item in items]
+        assert time.monotonic() < deadline, f"{what}: still there after {GONE_SECONDS:.0f} s: {names}"
+        time.sleep(0.2)

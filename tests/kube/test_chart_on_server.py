@@ -21,20 +21,24 @@ What the kinds need is installed first, for real:
   `example/prometheus-operator-crd/` in the Go module github.com/prometheus-operator/prometheus-operator at
   a pinned version (and module checksum), fetched from the Go module proxy with `go mod download` once and
   cached in .tools/ (git-ignored);
-- Metacontroller's CompositeController CRD: a MINIMAL one built from the fixture schema
-  tests/deploy/fixtures/compositecontroller.schema.json (its `spec`, made structural; cluster-scoped like
-  the real one). Metacontroller's own CRD could not be had: the Go module proxy refuses
-  github.com/metacontroller/metacontroller (403, "not available"), and no other reachable registry ships
-  it. So the CompositeController is checked against this project's reading of Metacontroller's schema,
-  not Metacontroller's.
+- Metacontroller's own CRDs (CompositeController, DecoratorController, ControllerRevision), the real ones:
+  manifests/production/metacontroller-crds-v1.yaml of Metacontroller v4.17.2, installed with the
+  controller itself by scripts/install-metacontroller.sh (from the source archive in ../shared/vendor/).
 
-Not checked here: whether the objects work once running (no kubelet, no scheduler, no Prometheus, Grafana
-or Metacontroller run here; tests/deploy/ covers what can be checked offline); the `helm test` Pod is
-dry-run like any Pod, not run as a hook; admission webhooks (none are installed, and the chart needs
-none). The chart has no RBAC objects (the hook never calls the Kubernetes API): the test asserts that, so
-any Role or binding added later is dry-run with the rest.
+And the CompositeController is run: each rendered one (defaults, all-on), its hooks' Service replaced by the
+URL of a real hook under uvicorn, is applied while the real Metacontroller runs (tests/kube/conftest.py's
+`metacontroller`); Metacontroller reports it started it, and a PackerBuilder created then is synced through
+it (Metacontroller's finalizer named after it, the hook's status written). tests/kube/
+test_metacontroller_on_server.py runs a builder's whole life under it.
+
+Not checked here: whether the other objects work once running (no kubelet, no scheduler, no Prometheus or
+Grafana run here; tests/deploy/ covers what can be checked offline); the `helm test` Pod is dry-run like any
+Pod, not run as a hook; admission webhooks (none are installed, and the chart needs none). The chart has no
+RBAC objects (the hook never calls the Kubernetes API): the test asserts that, so any Role or binding added
+later is dry-run with the rest.
 """
 
+import contextlib
 import copy
 import json
 import os
@@ -49,10 +53,22 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.manifests import FIXTURES, load_json
+from app.main import create_app
+from app.settings import Settings
+from tests.aws import REGION
 from tests.deploy.test_chart import VALUES_FILES, render
-from tests.kube.cluster import ControlPlane, JsonObject, KubeApiError
-from tests.kube.objects import CRD_ESTABLISHED_SECONDS, CRDS, established, install_crd
+from tests.http import serve
+from tests.kube import real_metacontroller
+from tests.kube.cluster import ControlPlane, JsonObject, KubeApiError, Process
+from tests.kube.objects import (
+    CRD_ESTABLISHED_SECONDS,
+    CRDS,
+    builders,
+    established,
+    install_crd,
+    packer_builder,
+)
+from tests.seed import SEED_SPEC
 from tests.tools import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +83,8 @@ PROMETHEUS_OPERATOR_CRDS = (
 )
 CRD_CACHE = ROOT / ".tools" / f"prometheus-operator-{PROMETHEUS_OPERATOR_VERSION}-crds"
 GO_DOWNLOAD_SECONDS = 300
+# Metacontroller syncs a new parent within a second or two on an idle machine.
+WAIT_SECONDS = 120.0
 
 RBAC_KINDS = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
 CLUSTER_SCOPED = {"CustomResourceDefinition", "CompositeController", "ClusterRole", "ClusterRoleBinding"}
@@ -135,83 +153,6 @@ def prometheus_operator_crd_files() -> list[Path]:
     return files
 
 
-def _structural(node: Any, document: JsonObject) -> Any:
-    """A JSON Schema node of the fixtures as a CRD's structural OpenAPI v3 schema: `$ref`s resolved (the
-    referring node's own keywords win), `const` as a one-value enum, `additionalProperties: false` dropped
-    (a CRD prunes unknown fields, and strict field validation refuses them)."""
-    if not isinstance(node, dict):
-        return node
-    node = dict(node)
-    reference = node.pop("$ref", None)
-    base: JsonObject = {}
-    if reference is not None:
-        target: Any = document
-        for part in str(reference).removeprefix("#/").split("/"):
-            target = target[part]
-        base = _structural(target, document)
-    converted: JsonObject = {}
-    for key, value in node.items():
-        if key in ("$schema", "$comment", "$defs"):
-            continue
-        if key == "additionalProperties" and value is False:
-            continue
-        if key == "const":
-            converted["enum"] = [value]
-            converted.setdefault("type", "string")
-        elif key == "properties":
-            converted[key] = {name: _structural(sub, document) for name, sub in value.items()}
-        elif key in ("items", "additionalProperties"):
-            converted[key] = _structural(value, document)
-        elif key in ("oneOf", "anyOf", "allOf"):
-            converted[key] = [_structural(sub, document) for sub in value]
-        else:
-            converted[key] = value
-    return {**base, **converted}
-
-
-def composite_controller_crd() -> JsonObject:
-    """A minimal CompositeController CRD (metacontroller.k8s.io/v1alpha1, cluster-scoped like Metacontroller's
-    own) whose spec schema is the fixture's."""
-    document: JsonObject = load_json(FIXTURES / "compositecontroller.schema.json")
-    schema = {
-        "type": "object",
-        "required": ["spec"],
-        "properties": {
-            "spec": _structural(document["properties"]["spec"], document),
-            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-        },
-    }
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": "compositecontrollers.metacontroller.k8s.io",
-            # *.k8s.io groups are protected; Metacontroller's own CRD says the same.
-            "annotations": {"api-approved.kubernetes.io": "unapproved, request not yet submitted"},
-        },
-        "spec": {
-            "group": "metacontroller.k8s.io",
-            "scope": "Cluster",
-            "names": {
-                "kind": "CompositeController",
-                "listKind": "CompositeControllerList",
-                "plural": "compositecontrollers",
-                "singular": "compositecontroller",
-                "shortNames": ["cc", "cctl"],
-            },
-            "versions": [
-                {
-                    "name": "v1alpha1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": schema},
-                    "subresources": {"status": {}},
-                }
-            ],
-        },
-    }
-
-
 def _wait_established(kube: ControlPlane, name: str) -> JsonObject:
     return kube.api.wait_for(
         CRDS,
@@ -223,12 +164,13 @@ def _wait_established(kube: ControlPlane, name: str) -> JsonObject:
 
 
 @pytest.fixture(scope="module")
-def crds(kube: ControlPlane) -> list[str]:
+def crds(kube: ControlPlane, metacontroller: Process) -> list[str]:
     """The names of the CRDs installed for the chart's kinds (server-side apply: idempotent, and no
-    last-applied annotation, which the large upstream CRDs would not fit)."""
-    names = [install_crd(kube)["metadata"]["name"]]
+    last-applied annotation, which the large upstream CRDs would not fit). Metacontroller's own came with
+    it (the `metacontroller` fixture)."""
+    names = [install_crd(kube)["metadata"]["name"], *real_metacontroller.install_crds(kube)]
     manifests = [yaml.safe_load(path.read_text()) for path in prometheus_operator_crd_files()]
-    for crd in [*manifests, composite_controller_crd()]:
+    for crd in manifests:
         kube.kubectl(
             "apply",
             "--server-side",
@@ -362,7 +304,13 @@ def test_the_crds_are_the_pinned_ones(kube: ControlPlane, crds: list[str]) -> No
         "servicemonitors.monitoring.coreos.com",
         "prometheusrules.monitoring.coreos.com",
         "compositecontrollers.metacontroller.k8s.io",
+        "controllerrevisions.metacontroller.k8s.io",
+        "decoratorcontrollers.metacontroller.k8s.io",
     }
+    annotations = kube.api.get(f"{CRDS}/compositecontrollers.metacontroller.k8s.io")["metadata"][
+        "annotations"
+    ]
+    assert annotations["controller-gen.kubebuilder.io/version"] == "v0.21.0"  # Metacontroller v4.17.2's
 
 
 @pytest.mark.parametrize(
@@ -371,10 +319,10 @@ def test_the_crds_are_the_pinned_ones(kube: ControlPlane, crds: list[str]) -> No
         (("resyncPeriod",), 600, 'unknown field "spec.resyncPeriod"'),
         (("hooks", "sync", "version"), "v3", "spec.hooks.sync.version: Unsupported value"),
         (("hooks", "sync", "webhook", "timeout"), "ten seconds", "spec.hooks.sync.webhook.timeout"),
-        (("parentResource", "resource"), "PackerBuilders", "spec.parentResource.resource"),
+        (("hooks", "sync", "webhook", "responseUnMarshallMode"), "lenient", "responseUnMarshallMode"),
     ],
 )
-def test_the_minimal_composite_controller_crd_refuses_what_the_fixture_refuses(
+def test_metacontrollers_crd_refuses_what_is_not_a_composite_controller(
     kube: ControlPlane,
     crds: list[str],
     helm_home: Path,
@@ -383,8 +331,8 @@ def test_the_minimal_composite_controller_crd_refuses_what_the_fixture_refuses(
     value: Any,
     expected: str,
 ) -> None:
-    """The control for the dry run: the CompositeController CRD built from the fixture refuses a misspelt
-    field and values outside the fixture's types and patterns, so its acceptance means something."""
+    """The control for the dry run: Metacontroller's CompositeController CRD refuses a misspelt field and
+    values outside its types, enums and formats, so its acceptance means something."""
     (controller,) = [
         obj for obj in render(helm_home, namespace=namespace) if obj["kind"] == "CompositeController"
     ]
@@ -397,3 +345,44 @@ def test_the_minimal_composite_controller_crd_refuses_what_the_fixture_refuses(
     done = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(wrong), check=False)
     assert done.returncode != 0
     assert expected in done.stderr
+
+
+@pytest.mark.parametrize("values", ["defaults", "all-on"])
+def test_metacontroller_runs_each_rendered_composite_controller(
+    kube: ControlPlane,
+    crds: list[str],
+    helm_home: Path,
+    namespace: str,
+    second_namespace: str,
+    ec2_env: str,
+    values: str,
+) -> None:
+    """The chart's CompositeController, its hooks pointed at a real hook, is taken up by the real Metacontroller:
+    it says it started it, and it syncs a PackerBuilder through it (its finalizer, the hook's status)."""
+    (controller,) = [
+        obj
+        for obj in render(helm_home, *value_sets(second_namespace)[values], namespace=namespace)
+        if obj["kind"] == "CompositeController"
+    ]
+    name = controller["metadata"]["name"]
+    with serve(create_app(Settings(index_regions=(REGION,)))) as url:
+        try:
+            running = real_metacontroller.apply(kube, real_metacontroller.hooked(controller, url))
+            assert real_metacontroller.started_count(kube, running) >= 1
+            created = kube.api.post(builders(namespace), packer_builder("chart-check", SEED_SPEC))
+            synced = kube.api.wait_for(
+                builders(namespace),
+                lambda pb: (
+                    (pb.get("status") or {}).get("observedGeneration") == created["metadata"]["generation"]
+                ),
+                params={"fieldSelector": "metadata.name=chart-check"},
+                timeout=WAIT_SECONDS,
+                what=f"a PackerBuilder synced by CompositeController {name}",
+            )
+            assert f"metacontroller.io/compositecontroller-{name}" in synced["metadata"]["finalizers"]
+            assert synced["status"]["state"] in {"JobCreation", "JobRunning"}
+        finally:
+            real_metacontroller.delete(kube, name)
+            with contextlib.suppress(KubeApiError):
+                kube.api.delete(f"{builders(namespace)}/chart-check")
+                kube.api.patch(f"{builders(namespace)}/chart-check", {"metadata": {"finalizers": None}})
