@@ -3,7 +3,7 @@
 `HookServer` serves `app.main.create_app` with the given settings (as the chart runs it: its AMI index filled
 from EC2, here moto, in the background) on one loopback port for as long as the CompositeController points there. `down()` stops it for a while and then
 starts a new app on the same port, as a restarted Pod would be: nothing survives but what EC2 holds. Its clock is the
-real one plus an offset a test may move forward (`Clock.advance`), to let a backoff pass without waiting
+real one plus an offset a test may set (`Clock.jump_to`), to let a backoff pass without waiting
 for it.
 
 `Calls` keeps each request and answer, in order, and `Calls.wait()` blocks until a call matches, so a test
@@ -35,8 +35,9 @@ class Clock:
     def __call__(self) -> datetime:
         return datetime.now(UTC) + self.offset
 
-    def advance(self, by: timedelta) -> None:
-        self.offset += by
+    def jump_to(self, moment: datetime) -> None:
+        """From now on the clock reads `moment` now, and runs on from there."""
+        self.offset = moment - datetime.now(UTC)
 
 
 @dataclass(frozen=True)
