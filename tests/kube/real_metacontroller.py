@@ -116,27 +116,22 @@ def hooked(controller: JsonObject, url: str, version: str | None = None) -> Json
     return changed
 
 
-def started_count(kube: ControlPlane, controller: JsonObject) -> int:
-    """How often Metacontroller said it started this CompositeController (its Events are aggregated: one
-    Event whose count grows)."""
+def _started(kube: ControlPlane, name: str) -> dict[str, int]:
+    """Metacontroller's `Started` Events of the CompositeController `name`: each Event's count by its name
+    (repeated Events are aggregated into one whose count grows)."""
     listed = kube.api.get(
         "/api/v1/namespaces/default/events",
-        params={"fieldSelector": f"involvedObject.name={controller['metadata']['name']},reason=Started"},
+        params={"fieldSelector": f"involvedObject.name={name},reason=Started"},
     )
-    uid = controller["metadata"]["uid"]
-    return sum(
-        int(event.get("count") or 1)
-        for event in listed.get("items") or []
-        if event["involvedObject"].get("uid") == uid
-    )
+    return {e["metadata"]["name"]: int(e.get("count") or 1) for e in listed.get("items") or []}
 
 
 def apply(kube: ControlPlane, controller: JsonObject) -> JsonObject:
-    """Apply the CompositeController; when it is new or its spec changed, return once Metacontroller has
-    (re)started its controller."""
+    """Apply the CompositeController; when that made it or changed its spec, return once Metacontroller
+    has (re)started its controller (a `Started` Event more for it)."""
     name = controller["metadata"]["name"]
     before = _current(kube, name)
-    count = started_count(kube, before) if before is not None else 0
+    counted = _started(kube, name)
     kube.kubectl(
         "apply",
         "--server-side",
@@ -148,16 +143,23 @@ def apply(kube: ControlPlane, controller: JsonObject) -> JsonObject:
     )
     after = _current(kube, name)
     assert after is not None
-    if before is not None and before["metadata"]["uid"] == after["metadata"]["uid"]:
-        if before["metadata"]["generation"] == after["metadata"]["generation"]:
-            return after
-    else:
-        count = 0
-    deadline = time.monotonic() + RESTART_SECONDS
-    while started_count(kube, after) <= count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"Metacontroller did not (re)start CompositeController {name}")
-        time.sleep(0.1)
+    uid = after["metadata"]["uid"]
+    unchanged = before is not None and (before["metadata"]["uid"], before["metadata"]["generation"]) == (
+        uid,
+        after["metadata"]["generation"],
+    )
+    if unchanged:
+        return after
+    kube.api.wait_for(
+        "/api/v1/namespaces/default/events",
+        lambda event: (
+            event["involvedObject"].get("uid") == uid
+            and int(event.get("count") or 1) > counted.get(event["metadata"]["name"], 0)
+        ),
+        params={"fieldSelector": f"involvedObject.name={name},reason=Started"},
+        timeout=RESTART_SECONDS,
+        what=f"Metacontroller (re)starting CompositeController {name}",
+    )
     return after
 
 

@@ -327,7 +327,10 @@ def test_a_spec_change_mid_build_changes_nothing_until_the_build_ends(
     finish_as_kubelet(kube, pod_of(kube, namespace, job), 0, f"{REGION}:{ami}")
     status = pb.until(ready, "Ready=True")["status"]
     assert status["lastRunBuiltImageID"] == ami
+    assert status["observedGeneration"] == generation
     assert tags_of(ec2, ami)["status"] == "active"
+    # The new build timeout changes how a build runs, not what it makes: the fresh AMI stands, no rebuild.
+    assert pb.jobs() == [job["metadata"]["name"]]
 
 
 def test_the_hook_restarted_mid_build_picks_up_where_the_last_one_was(
