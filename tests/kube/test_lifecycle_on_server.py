@@ -20,6 +20,7 @@ from app.settings import Settings
 from app.tags import parse_timestamp
 from tests.aws import REGION, ec2_client, register_built_ami, tags_of
 from tests.deploy.manifests import CRD_FILE, load_yaml
+from tests.fakes.slack import fake_slack
 from tests.http import serve
 from tests.kube.cluster import ControlPlane, JsonObject
 from tests.kube.kubelet import finish_as_kubelet, job_finished
@@ -39,8 +40,12 @@ def crd(kube: ControlPlane) -> None:
 
 @pytest.fixture
 def hook(ec2_env: str) -> Iterator[str]:
-    """The hook as the chart runs it: its AMI index filled from (moto's) EC2 in the background."""
-    with serve(create_app(Settings(index_regions=(REGION,)))) as url:
+    """The hook as the chart runs it: its AMI index filled from (moto's) EC2 in the background; Slack, which
+    the seed notifies, faked on loopback."""
+    with (
+        fake_slack() as slack,
+        serve(create_app(Settings(index_regions=(REGION,), slack_api_url=slack.url))) as url,
+    ):
         yield url
 
 
