@@ -9,8 +9,8 @@ import logging
 from collections.abc import Sequence
 
 from app.ec2 import AwsError, ImageSource
-from app.effects import Deprecate, Deregister, Effect, Publish, Report, Result, TagImages, Unpublish
-from app.tags import format_timestamp
+from app.effects import Claim, Deprecate, Deregister, Effect, Publish, Report, Result, TagImages, Unpublish
+from app.tags import CREATED_BY_NAMESPACE, format_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,11 @@ def carry_out(aws: ImageSource, effects: Sequence[Effect], builder: str) -> list
     in_use: _InUse | None = None
     reports = []
     for effect in effects:
-        if isinstance(effect, TagImages):
+        if isinstance(effect, Claim):
+            reports.append(_claim(aws, effect, builder))
+            if reports[-1].result is not Result.done:
+                return reports  # everything after it was planned on the AMI being the builder's
+        elif isinstance(effect, TagImages):
             aws.tag_images(effect.region, effect.image_ids, dict(effect.tags))
             log.info("tagged %s in %s for %s", ",".join(effect.image_ids), effect.region, builder)
             reports.append(Report(effect, Result.done))
@@ -32,6 +36,23 @@ def carry_out(aws: ImageSource, effects: Sequence[Effect], builder: str) -> list
         else:
             reports.append(_attempt(aws, effect, builder))
     return reports
+
+
+def _claim(aws: ImageSource, effect: Claim, builder: str) -> Report:
+    """Tag legacy AMIs with the namespace, then read the tag back: the last writer of two racing builders
+    owns the AMI, and the other must not act on it. Raises AwsError like tagging."""
+    aws.tag_images(effect.region, effect.image_ids, {CREATED_BY_NAMESPACE: effect.namespace})
+    seen = {
+        i.image_id: i.tags.get(CREATED_BY_NAMESPACE, "")
+        for i in aws.images_by_id(effect.region, effect.image_ids)
+    }
+    lost = {i: seen.get(i, "") for i in effect.image_ids if seen.get(i) != effect.namespace}
+    if lost:
+        detail = "; ".join(f"{i} claimed by namespace {ns or '(gone)'}" for i, ns in sorted(lost.items()))
+        log.warning("claim of %s in %s for %s lost: %s", ",".join(lost), effect.region, builder, detail)
+        return Report(effect, Result.failed, detail)
+    log.info("claimed %s in %s for %s", ",".join(effect.image_ids), effect.region, builder)
+    return Report(effect, Result.done)
 
 
 def _attempt(aws: ImageSource, effect: Deprecate | Publish | Unpublish, builder: str) -> Report:
@@ -46,7 +67,10 @@ def _attempt(aws: ImageSource, effect: Deprecate | Publish | Unpublish, builder:
                 builder,
             )
         elif isinstance(effect, Publish):
-            aws.put_parameter(effect.region, effect.parameter, effect.image_id)
+            owner = dict(effect.owner)
+            aws.put_parameter(
+                effect.region, effect.parameter, effect.image_id, owner=owner, create=effect.create
+            )
             log.info(
                 "published %s to %s in %s for %s", effect.image_id, effect.parameter, effect.region, builder
             )

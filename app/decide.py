@@ -20,11 +20,11 @@ from app.effects import Effect, Report
 from app.facts import AmiFacts, AwsFault
 from app.freshness import BaseCheck, check_base
 from app.job import parse_termination_message, render_job
-from app.lifecycle import Plan, newest, plan, report_conditions
+from app.lifecycle import Plan, Published, newest, plan, report_conditions
 from app.observed import BuildReport, ObservedJob, Phase
 from app.outcome import ARTIFACT_GRACE, Kind, Outcome, built_tags, latest_outcome
 from app.spec import JobStatus, ObjectMeta, PackerBuilderSpec, PackerBuilderStatus, SpecError
-from app.tags import BASE_AMI, BUILD_ID, Image, format_timestamp, management_tags, parse_timestamp
+from app.tags import BASE_AMI, BUILD_ID, Image, Owner, format_timestamp, parse_timestamp
 from app.timing import ceil_seconds, retry_at, wake_after, window_start
 
 RUNNING_RESYNC = 60
@@ -231,6 +231,7 @@ class _Reconcile:
         self.facts = facts
         self.now = now
         self.meta = world.meta
+        self.owner = Owner.of(world.meta.namespace, world.meta.name, spec)
         self.previous = world.status
         self.live = [j for j in world.jobs if not j.deleting]  # rule 9
         self.running = sorted((j for j in self.live if j.phase is Phase.running), key=lambda j: j.order)
@@ -254,12 +255,16 @@ class _Reconcile:
             outcome,
             self._built_tags(outcome) if outcome is not None and outcome.kind is Kind.built else {},
             self.facts.regions(self.region),
-            self.facts.parameters,
+            Published(
+                self.facts.parameters,
+                self.facts.parameter_owners,
+                self.facts.publish_prefix,
+                str(self.owner),
+            ),
             self.spec,
-            management_tags(self.meta.name, self.spec),
+            self.owner,
             self.now,
             self.expires_in,
-            self.facts.publish_prefix,
         )
         return outcome
 
@@ -301,7 +306,7 @@ class _Reconcile:
     # -- facts about builds ------------------------------------------------------------------------------------
 
     def _built_tags(self, outcome: Outcome) -> dict[str, str]:
-        return built_tags(outcome, self.meta.name, self.spec, self.now)
+        return built_tags(outcome, self.owner, self.now)
 
     def _outcome(self) -> Outcome | None:
         """The latest finished build's outcome, or None once its success is recorded and carried out.
@@ -427,9 +432,7 @@ class _Reconcile:
         if self.facts.stale:
             message = f"Answering from old facts: {self.facts.stale}; no build starts until AWS answers"
             wanted.append(cond.true(cond.IMAGE_INDEX_STALE, message))
-        if self.plan.refused:
-            message = "Could not publish " + "; ".join(self.plan.refused)
-            wanted.append(cond.true(cond.PUBLISH_FAILED, message, reason="OutsidePrefix"))
+        wanted += self.plan.refusals
         if self.plan.copy_failures:
             message = "Reported AMIs not usable: " + "; ".join(self.plan.copy_failures)
             wanted.append(cond.true(cond.IMAGE_COPY_FAILED, message))

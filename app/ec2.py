@@ -25,12 +25,13 @@ from botocore.parsers import ResponseParserError
 
 from app.aws_clients import PerRegion, bounded_config
 from app.base_image import AMI_ID, BaseImageMissing, BaseLookup, BaseSource, FilterSource, ParameterSource
-from app.tags import Image, parse_timestamp
+from app.tags import Image, parameter_owner, parse_timestamp
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ec2.type_defs import FilterTypeDef, ImageTypeDef
     from mypy_boto3_ssm import SSMClient
+    from mypy_boto3_ssm.type_defs import TagTypeDef as SsmTagTypeDef
 
     from app.metrics import Metrics
 
@@ -110,7 +111,19 @@ class ImageSource(Protocol):
 
     def delete_snapshot(self, region: str, snapshot_id: str) -> None: ...
 
-    def put_parameter(self, region: str, name: str, image_id: str) -> None: ...
+    def parameter_owner(self, region: str, name: str) -> str:
+        """`namespace/name` of the builder the hook created the parameter for; "" when it records none."""
+        ...
+
+    def put_parameter(
+        self,
+        region: str,
+        name: str,
+        image_id: str,
+        *,
+        owner: Mapping[str, str] | None = None,
+        create: bool = False,
+    ) -> None: ...
 
     def delete_parameter(self, region: str, name: str) -> None: ...
 
@@ -205,16 +218,45 @@ class Ec2:
             raise
         return answer.get("Parameter", {}).get("Value", "")
 
-    def put_parameter(self, region: str, name: str, image_id: str) -> None:
-        """Publish `image_id` under `name`, replacing the value.
+    def parameter_owner(self, region: str, name: str) -> str:
+        """The owner the parameter's tags record (`created-by-namespace`/`created-by`), "" when none."""
+        try:
+            with _translated("ListTagsForResource", region, service="SSM"):
+                answer = self._ssm(region).list_tags_for_resource(ResourceType="Parameter", ResourceId=name)
+        except AwsError as error:
+            if error.code in _MISSING_PARAMETER | {"InvalidResourceId"}:
+                return ""
+            raise
+        return parameter_owner({t["Key"]: t["Value"] for t in answer.get("TagList", [])})
+
+    def put_parameter(
+        self,
+        region: str,
+        name: str,
+        image_id: str,
+        *,
+        owner: Mapping[str, str] | None = None,
+        create: bool = False,
+    ) -> None:
+        """Publish `image_id` under `name`; `owner` tags record whose it is.
 
         The aws:ec2:image data type makes SSM check that the AMI exists and lets launch templates read
-        the parameter (`resolve:ssm:`) in place of an AMI id.
+        the parameter (`resolve:ssm:`) in place of an AMI id. `create` never overwrites: of two builders
+        creating one name, the second fails (ParameterAlreadyExists) instead of taking it over.
         """
+        tags: list[SsmTagTypeDef] = [{"Key": k, "Value": v} for k, v in sorted((owner or {}).items())]
         with _translated("PutParameter", region, service="SSM"):
+            if create:
+                self._ssm(region).put_parameter(
+                    Name=name, Value=image_id, Type="String", DataType="aws:ec2:image", Tags=tags
+                )
+                return
             self._ssm(region).put_parameter(
                 Name=name, Value=image_id, Type="String", DataType="aws:ec2:image", Overwrite=True
             )
+        if tags:
+            with _translated("AddTagsToResource", region, service="SSM"):
+                self._ssm(region).add_tags_to_resource(ResourceType="Parameter", ResourceId=name, Tags=tags)
 
     def delete_parameter(self, region: str, name: str) -> None:
         """Delete the parameter; one that is already gone counts as deleted, so a retry is harmless."""

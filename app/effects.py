@@ -20,6 +20,17 @@ class TagImages:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """Adopt legacy AMIs (no namespace tag) by tagging them with the builder's namespace, then read them back:
+    of two builders claiming one AMI, the one whose tag is there is its owner. A lost claim stops every later
+    effect (they were planned on the AMI being the builder's)."""
+
+    region: str
+    image_ids: tuple[str, ...]
+    namespace: str
+
+
+@dataclass(frozen=True)
 class Deprecate:
     """Set EC2's native deprecation time of an AMI (EnableImageDeprecation)."""
 
@@ -35,6 +46,10 @@ class Publish:
     region: str
     parameter: str
     image_id: str
+    owner: tuple[tuple[str, str], ...] = ()
+    """Tags recording the builder as the parameter's owner, when it does not record one yet."""
+    create: bool = False
+    """The parameter does not exist: create it, and fail rather than overwrite one created meanwhile."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +76,7 @@ class Deregister:
     """The management tags put on the snapshots first: the IAM policy deletes only tagged snapshots."""
 
 
-Effect = TagImages | Deprecate | Publish | Unpublish | Deregister
+Effect = Claim | TagImages | Deprecate | Publish | Unpublish | Deregister
 
 
 class Result(StrEnum):
@@ -84,6 +99,8 @@ def describe(effect: Effect) -> str:
     if isinstance(effect, TagImages):
         status = dict(effect.tags).get("status", "")
         return f"tag {','.join(effect.image_ids)} {status or 'tags'} in {effect.region}"
+    if isinstance(effect, Claim):
+        return f"claim {','.join(effect.image_ids)} for namespace {effect.namespace} in {effect.region}"
     if isinstance(effect, Deprecate):
         return f"deprecate {effect.image_id} at {effect.at:%Y-%m-%dT%H:%M:%SZ} in {effect.region}"
     if isinstance(effect, Publish):

@@ -29,13 +29,11 @@ from app.base_image import BaseLookup, BaseSource
 from app.refreshed import NotInMemory, Refreshed
 from app.tags import (
     BROUGHT_TO_YOU_BY,
-    CLUSTER_NAME,
-    CREATED_BY,
+    MANAGEMENT_KEYS,
     OPERATOR_NAME,
-    PACKER_REPO,
-    PACKER_REPO_BRANCH,
     Image,
     format_timestamp,
+    parameter_owner,
 )
 
 if TYPE_CHECKING:
@@ -44,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_OWNER_KEYS = (BROUGHT_TO_YOU_BY, CLUSTER_NAME, CREATED_BY, PACKER_REPO, PACKER_REPO_BRANCH)
 # AMIs read by id (a finished build's) kept to add them to the index when the hook tags them.
 _RECENTLY_READ = 1024
 
@@ -52,7 +49,7 @@ OwnerKey = tuple[str, ...]
 
 
 def _owner(tags: Mapping[str, str]) -> OwnerKey:
-    return tuple(tags.get(key, "") for key in _OWNER_KEYS)
+    return tuple(tags.get(key, "") for key in MANAGEMENT_KEYS)
 
 
 @dataclass(frozen=True)
@@ -124,6 +121,9 @@ class IndexedImages:
         self.bases: Refreshed[tuple[str, BaseSource], BaseLookup] = Refreshed(
             lambda key: ec2.base_image(*key), period=base_period, clock=clock
         )
+        self.parameter_owners: Refreshed[tuple[str, str], str] = Refreshed(
+            lambda key: ec2.parameter_owner(*key), period=period, clock=clock
+        )
         self.parameters: Refreshed[tuple[str, str], str | None] = Refreshed(
             lambda key: ec2.parameter_value(*key), period=period, clock=clock
         )
@@ -161,7 +161,12 @@ class IndexedImages:
 
     def refresh_due(self) -> int:
         """Reload what is older than its period (the background loop calls this); returns the failures."""
-        return self.index.refresh_due() + self.bases.refresh_due() + self.parameters.refresh_due()
+        return (
+            self.index.refresh_due()
+            + self.bases.refresh_due()
+            + self.parameters.refresh_due()
+            + self.parameter_owners.refresh_due()
+        )
 
     def index_age(self, region: str) -> float | None:
         return self.index.age(region)
@@ -200,6 +205,13 @@ class IndexedImages:
         self.parameters.put((region, name), value)
         return value
 
+    def parameter_owner(self, region: str, name: str) -> str:
+        if not self._exact:
+            return self.parameter_owners.get((region, name))
+        owner = self._ec2.parameter_owner(region, name)
+        self.parameter_owners.put((region, name), owner)
+        return owner
+
     def images_in_use(self, region: str, image_ids: Sequence[str]) -> dict[str, str]:
         return self._ec2.images_in_use(region, image_ids)
 
@@ -233,13 +245,24 @@ class IndexedImages:
     def delete_snapshot(self, region: str, snapshot_id: str) -> None:
         self._ec2.delete_snapshot(region, snapshot_id)
 
-    def put_parameter(self, region: str, name: str, image_id: str) -> None:
-        self._ec2.put_parameter(region, name, image_id)
+    def put_parameter(
+        self,
+        region: str,
+        name: str,
+        image_id: str,
+        *,
+        owner: Mapping[str, str] | None = None,
+        create: bool = False,
+    ) -> None:
+        self._ec2.put_parameter(region, name, image_id, owner=owner, create=create)
         self.parameters.put((region, name), image_id)
+        if owner:
+            self.parameter_owners.put((region, name), parameter_owner(owner))
 
     def delete_parameter(self, region: str, name: str) -> None:
         self._ec2.delete_parameter(region, name)
         self.parameters.put((region, name), None)
+        self.parameter_owners.put((region, name), "")
 
 
 class InMemory:
@@ -269,6 +292,9 @@ class InMemory:
     def parameter_value(self, region: str, name: str) -> str | None:
         return self._images.parameters.get((region, name), load=False)
 
+    def parameter_owner(self, region: str, name: str) -> str:
+        return self._images.parameter_owners.get((region, name), load=False)
+
     def images_by_id(self, region: str, image_ids: Sequence[str]) -> list[Image]:
         raise NotInMemory(f"AMIs by id in {region}")
 
@@ -290,7 +316,15 @@ class InMemory:
     def delete_snapshot(self, region: str, snapshot_id: str) -> None:
         raise NotInMemory("snapshot deletion")
 
-    def put_parameter(self, region: str, name: str, image_id: str) -> None:
+    def put_parameter(
+        self,
+        region: str,
+        name: str,
+        image_id: str,
+        *,
+        owner: Mapping[str, str] | None = None,
+        create: bool = False,
+    ) -> None:
         raise NotInMemory("publishing")
 
     def delete_parameter(self, region: str, name: str) -> None:

@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 
 from app import conditions as cond
 from app.conditions import Wanted
-from app.effects import Deprecate, Deregister, Effect, Publish, Report, Result, TagImages, Unpublish
+from app.effects import Claim, Deprecate, Deregister, Effect, Publish, Report, Result, TagImages, Unpublish
 from app.facts import RegionImages
 from app.outcome import Kind, Outcome, primary_order
 from app.spec import ImageRef, PackerBuilderSpec
-from app.tags import CREATE_TIMESTAMP, DEPRECATED, STATUS, Image, format_timestamp, parse_timestamp
+from app.tags import CREATE_TIMESTAMP, DEPRECATED, STATUS, Image, Owner, format_timestamp, parse_timestamp
 
 # Each removal is three or more AWS calls; Metacontroller gives a hook 10 s.
 MAX_REMOVALS_PER_SYNC = 5
@@ -34,8 +34,8 @@ class Plan:
     effects: tuple[Effect, ...]
     copy_failures: tuple[str, ...] = ()
     """Reported AMIs that never appeared or failed, each naming its region."""
-    refused: tuple[str, ...] = ()
-    """Publications the hook may not make (outside its prefix): a condition until the spec or settings change."""
+    refusals: tuple[Wanted, ...] = ()
+    """Publications the hook may not make (outside its prefix, another's parameter): conditions, not effects."""
 
     def images(self) -> list[ImageRef]:
         return [ImageRef(region=r, architecture=i.architecture, imageID=i.image_id) for r, i in self.current]
@@ -72,6 +72,35 @@ def parameter_names(parameter: str, architectures: Sequence[str]) -> dict[str, s
     return names
 
 
+# In the publish prefix (the chart's hook.publishParameterPrefix): each namespace its own subtree.
+NAMESPACE_IN_PREFIX = "{namespace}"
+
+
+def namespaced_prefix(prefix: str, namespace: str) -> str:
+    """The parameter path a builder in `namespace` may publish under."""
+    return prefix.replace(NAMESPACE_IN_PREFIX, namespace)
+
+
+@dataclass(frozen=True)
+class Published:
+    """The parameters the builder may have published, as read this sync, and whose they are."""
+
+    values: Mapping[tuple[str, str], str | None]
+    """By (region, name): the value, None when the parameter does not exist."""
+    owners: Mapping[tuple[str, str], str]
+    """By (region, name), of existing parameters: `namespace/name` of the builder their tags record, or ""."""
+    prefix: str
+    """The only path the hook may write."""
+    owner: str
+    """This builder, `namespace/name`."""
+
+    def mine(self, region: str, name: str, ours: set[str]) -> bool:
+        """Whether the builder may write or delete an existing parameter: its tags record this builder, or it
+        already holds one of the builder's AMIs (a parameter published before owners were recorded)."""
+        recorded = self.owners.get((region, name), "")
+        return recorded == self.owner or self.values.get((region, name)) in ours
+
+
 def architecture_parameter(parameter: str, architecture: str) -> str:
     """Where one architecture's current AMI is published besides the name itself."""
     return f"{parameter.rstrip('/')}/{architecture}"
@@ -89,12 +118,11 @@ def plan(
     outcome: Outcome | None,
     wanted_tags: Mapping[str, str],
     regions: Mapping[str, RegionImages],
-    parameters: Mapping[tuple[str, str], str | None],
+    published: Published,
     spec: PackerBuilderSpec,
-    management: Mapping[str, str],
+    owner: Owner,
     now: datetime,
     expires_in: timedelta,
-    publish_prefix: str = "",
 ) -> Plan:
     """The current AMIs and the effects due in every region; `wanted_tags` are the new AMIs' tags."""
     fresh: dict[str, list[Image]] = {}
@@ -125,27 +153,41 @@ def plan(
         views[region] = sorted(managed.values(), key=lambda i: i.image_id)
 
     current: list[Current] = []
+    claims: list[Effect] = []
     for region, view in views.items():
+        # A legacy AMI the seed's rule would adopt (active, unexpired) competes where nothing was just built.
+        adoptable = [] if region in fresh else _adoptable(regions[region].legacy, now, expires_in)
+        claimed: list[Image] = []
         by_arch: dict[str, list[Image]] = {}
-        for image in view:
+        for image in (*view, *adoptable):
             if image.is_active:
                 by_arch.setdefault(image.architecture, []).append(image)
         for arch in sorted(by_arch):
             chosen = newest(by_arch[arch])
+            if chosen is not None and chosen in adoptable:
+                chosen = replace(chosen, tags={**chosen.tags, **owner.tags})
+                claimed.append(chosen)
             if chosen is not None:
                 current.append((region, chosen))
+        if claimed:
+            claims.append(Claim(region, tuple(sorted(i.image_id for i in claimed)), owner.namespace))
+            views[region] = sorted([*view, *claimed], key=lambda i: i.image_id)
 
-    effects: list[Effect] = [*tagging, *retiring]
+    effects: list[Effect] = [*claims, *tagging, *retiring]
     effects += _deprecations(current, spec, now, expires_in)
-    publications, refused = _publications(current, views, parameters, spec, publish_prefix)
+    publications, refusals = _publications(current, views, published, spec, owner)
     effects += publications
-    effects += _removals(views, current, parameters, spec, management)
+    effects += _removals(views, current, published.values, spec, owner)
     failures = tuple(
         f"{a.image_id} in {a.region}: {a.reason}"
         for a in (outcome.artifacts if outcome is not None and outcome.kind is Kind.built else ())
         if a.kind is Kind.failed
     )
-    return Plan(tuple(current), tuple(effects), failures, tuple(refused))
+    return Plan(tuple(current), tuple(effects), failures, tuple(refusals))
+
+
+def _adoptable(legacy: Sequence[Image], now: datetime, expires_in: timedelta) -> list[Image]:
+    return [i for i in legacy if i.is_active and now <= i.expires_at(expires_in)]
 
 
 def _deprecations(
@@ -165,47 +207,64 @@ def _deprecations(
 def _publications(
     current: Sequence[Current],
     views: Mapping[str, Sequence[Image]],
-    parameters: Mapping[tuple[str, str], str | None],
+    published: Published,
     spec: PackerBuilderSpec,
-    prefix: str,
-) -> tuple[list[Effect], list[str]]:
+    owner: Owner,
+) -> tuple[list[Effect], list[Wanted]]:
     """What to write and delete so that every parameter of the builder names a current AMI, and what the
-    hook may not write (outside `prefix`, refused without a call: it cannot succeed until a setting changes).
+    hook may not write: outside its prefix, or a parameter another builder owns. A refusal is a condition,
+    not an effect: it cannot succeed until the spec, the setting or the other builder changes.
 
     A per-architecture name, once written, follows its architecture's current AMI even when that is the only
-    architecture left; when the architecture has no current AMI any more it is deleted, if it names one of
-    the builder's AMIs (a value someone else wrote there is left alone).
+    architecture left; when the architecture has no current AMI any more it is deleted, if it is the
+    builder's to delete (a value someone else wrote there is left alone).
     """
     if spec.publish is None:
         return [], []
     name = spec.publish.ssmParameter
     effects: list[Effect] = []
     deletions: list[Effect] = []
-    refused: list[str] = []
-    for region in sorted({r for r, _ in current} | {r for r, _ in parameters}):
+    outside: list[str] = []
+    owned: list[str] = []
+    for region in sorted({r for r, _ in current} | {r for r, _ in published.values}):
         here = {image.architecture: image for r, image in current if r == region}
         ours = {image.image_id for image in views.get(region, ())}
         wanted = parameter_names(name, list(here))
         for arch in sorted({image.architecture for image in views.get(region, ())} | set(here)):
             parameter = architecture_parameter(name, arch)
-            value = parameters.get((region, parameter))
+            value = published.values.get((region, parameter))
             if value is None or parameter in wanted:
                 continue
             if arch in here:
                 wanted[parameter] = arch
-            elif value in ours:
+            elif published.mine(region, parameter, ours):
                 deletions.append(Unpublish(region, parameter, value))
         for parameter, arch in sorted(wanted.items()):
             image_id = here[arch].image_id
-            if not parameter.startswith(prefix):
-                refused.append(
-                    f"{image_id} to {parameter} in {region}: outside {prefix}, the only path the hook may "
-                    "write (hook.publishParameterPrefix)"
+            value = published.values.get((region, parameter))
+            recorded = published.owners.get((region, parameter), "")
+            if not parameter.startswith(published.prefix):
+                outside.append(
+                    f"{image_id} to {parameter} in {region}: outside {published.prefix}, the only path the "
+                    "hook may write (hook.publishParameterPrefix)"
                 )
-            elif parameters.get((region, parameter)) != image_id:
-                effects.append(Publish(region, parameter, image_id))
+            elif value is not None and not published.mine(region, parameter, ours):
+                holder = f"builder {recorded}" if recorded else "no builder (the hook did not create it)"
+                owned.append(f"{image_id} to {parameter} in {region}: it belongs to {holder}")
+            elif value != image_id or not recorded:
+                record = () if recorded else tuple(sorted(owner.parameter_tags.items()))
+                effects.append(Publish(region, parameter, image_id, record, create=value is None))
+    refusals = []
+    if owned:
+        refusals.append(
+            cond.true(cond.PUBLISH_FAILED, "Could not publish " + "; ".join(owned), "ParameterOwned")
+        )
+    elif outside:
+        refusals.append(
+            cond.true(cond.PUBLISH_FAILED, "Could not publish " + "; ".join(outside), "OutsidePrefix")
+        )
     # Names are deleted after every write: the consumers of the others see the new AMIs first.
-    return effects + deletions, refused
+    return effects + deletions, refusals
 
 
 def _removals(
@@ -213,7 +272,7 @@ def _removals(
     current: Sequence[Current],
     parameters: Mapping[tuple[str, str], str | None],
     spec: PackerBuilderSpec,
-    management: Mapping[str, str],
+    owner: Owner,
 ) -> list[Effect]:
     """Deregistrations beyond `retention.keep`, oldest first, at most MAX_REMOVALS_PER_SYNC of them.
 
@@ -247,7 +306,7 @@ def _removals(
             f"older than the newest {keep} {image.architecture or 'unknown-architecture'} AMIs "
             f"(created {format_timestamp(stamp)})",
             spec.retention.skipInUse,
-            tuple(sorted(management.items())),
+            tuple(sorted(owner.tags.items())),
         )
         for stamp, region, image in oldest_first
     ]
@@ -289,6 +348,6 @@ def _subject(effect: Effect) -> str:
         return f"{effect.image_id} to {effect.parameter} in {effect.region}"
     if isinstance(effect, Unpublish):
         return f"{effect.parameter} in {effect.region} (deleting it: it names {effect.image_id}, no longer current)"
-    if isinstance(effect, TagImages):
+    if isinstance(effect, TagImages | Claim):
         return f"{', '.join(effect.image_ids)} in {effect.region}"
     return f"{effect.image_id} in {effect.region}"

@@ -7,7 +7,6 @@ from enum import StrEnum
 
 from app.job import parse_termination_message, termination_commit
 from app.observed import BuildReport, ObservedJob, Phase
-from app.spec import PackerBuilderSpec
 from app.tags import (
     ACTIVE,
     BASE_AMI,
@@ -17,8 +16,8 @@ from app.tags import (
     PACKER_REPO_COMMIT,
     STATUS,
     Image,
+    Owner,
     format_timestamp,
-    management_tags,
 )
 
 # How long a finished build may take to show its AMI (termination message, EC2 eventual consistency).
@@ -148,12 +147,12 @@ def latest_outcome(
     return Outcome(job, Kind.built, primary, primary.image_id, commit=commit, artifacts=artifacts)
 
 
-def built_tags(outcome: Outcome, builder: str, spec: PackerBuilderSpec, now: datetime) -> dict[str, str]:
+def built_tags(outcome: Outcome, owner: Owner, now: datetime) -> dict[str, str]:
     """The tags a successful build's AMI carries: derived from the Job, so re-tagging is idempotent."""
     job = outcome.job
     created = job.finished_at or job.created_at or now
     tags = {
-        **management_tags(builder, spec),
+        **owner.tags,
         STATUS: ACTIVE,
         CREATE_TIMESTAMP: format_timestamp(created),
         BUILD_ID: job.build_id,

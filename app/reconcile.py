@@ -17,15 +17,16 @@ from app.decide import (
     with_reports,
 )
 from app.ec2 import AwsError, ImageSource
+from app.effects import Claim, Result
 from app.facts import AmiFacts, AwsFault, RegionImages
 from app.hooks import HookRequest
 from app.job import parse_termination_message
-from app.lifecycle import architecture_parameter
+from app.lifecycle import architecture_parameter, namespaced_prefix
 from app.notify import announce as notifications
 from app.notify.targets import SECRET_GROUP, read_secrets
 from app.observed import BuildReport, Phase, build_reports, observe_job
 from app.spec import PackerBuilderSpec, PackerBuilderStatus, SpecError, parse_spec, parse_status
-from app.tags import management_tags
+from app.tags import Owner
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,10 @@ def world_of(request: HookRequest) -> World:
         jobs=tuple(observe_job(job) for job in request.jobs() if isinstance(job, dict)),
         reports=build_reports([pod for pod in request.pods() if isinstance(pod, dict)]),
     )
+
+
+def _owner(world: World, spec: PackerBuilderSpec) -> Owner:
+    return Owner.of(world.meta.namespace, world.meta.name, spec)
 
 
 def _fault(error: AwsError) -> AwsFault:
@@ -69,8 +74,9 @@ def _parameters(
     status: PackerBuilderStatus,
     regions: Mapping[str, RegionImages],
     publish_prefix: str,
-) -> dict[tuple[str, str], str | None]:
-    """The values of every parameter the builder may have published, by region (lifecycle decides).
+) -> tuple[dict[tuple[str, str], str | None], dict[tuple[str, str], str]]:
+    """The values of every parameter the builder may have published, by region, and the owners of those
+    that exist (lifecycle decides).
 
     The name itself and `<name>/<architecture>` for each architecture the builder has AMIs of there, in any
     state, or had current there: a per-architecture name written once is read (and its AMI protected)
@@ -78,41 +84,45 @@ def _parameters(
     read (AWS would deny it and stop the whole sync); the plan refuses to publish them.
     """
     if spec.publish is None:
-        return {}
+        return {}, {}
     name = spec.publish.ssmParameter
-    values = {}
+    values: dict[tuple[str, str], str | None] = {}
+    owners: dict[tuple[str, str], str] = {}
     for region, found in regions.items():
         architectures = {i.architecture for i in (*found.managed, *found.built) if i.architecture}
         architectures |= {ref.architecture for ref in status.images if ref.region == region}
         names = {name, *(architecture_parameter(name, arch) for arch in architectures)}
         for parameter in sorted(n for n in names if n.startswith(publish_prefix)):
-            values[(region, parameter)] = images.parameter_value(region, parameter)
-    return values
+            values[(region, parameter)] = value = images.parameter_value(region, parameter)
+            if value is not None:
+                owners[(region, parameter)] = images.parameter_owner(region, parameter)
+    return values, owners
 
 
 def gather(
     images: ImageSource,
-    name: str,
+    owner: Owner,
     spec: PackerBuilderSpec,
     status: PackerBuilderStatus,
     reports: Mapping[str, BuildReport],
     publish_prefix: str = "",
 ) -> AmiFacts:
     """The AWS reads a decision needs (base ones cached); the first failure stops the rest (10 s budget)."""
-    tags = management_tags(name, spec)
+    name = str(owner)
+    effective_prefix = namespaced_prefix(publish_prefix, owner.namespace)
     try:
         regions = {}
         for region, ids in _regions(spec, status, reports).items():
-            managed = tuple(images.managed_images(region, tags))
+            found = images.managed_images(region, owner.management)
             # A built AMI once tagged is among the managed ones: no second read for it.
-            known = {i.image_id: i for i in managed}
+            known = {i.image_id: i for i in found}
             unknown = [i for i in ids if i not in known]
             fetched = images.images_by_id(region, unknown) if unknown else []
             built = tuple(known[i] for i in ids if i in known) + tuple(fetched)
-            regions[region] = RegionImages(managed, built)
+            regions[region] = RegionImages.of(owner, found, built)
         source = base_source(spec)
         base = images.base_image(spec.region, source) if source is not None else None
-        parameters = _parameters(images, spec, status, regions, publish_prefix)
+        parameters, owners = _parameters(images, spec, status, regions, effective_prefix)
     except AwsError as error:
         log.warning("AWS call failed for %s: %s", name, error)
         return AmiFacts(fault=_fault(error))
@@ -120,11 +130,13 @@ def gather(
     return AmiFacts(
         stale=images.stale(spec.region),
         managed=home.managed,
+        legacy=home.legacy,
         base_image=base,
         built=home.built,
         elsewhere=regions,
         parameters=parameters,
-        publish_prefix=publish_prefix,
+        parameter_owners=owners,
+        publish_prefix=effective_prefix,
     )
 
 
@@ -144,31 +156,43 @@ def _carried_out(
     images: ImageSource,
     now: datetime,
     again: Callable[[AmiFacts], Decision],
-) -> Decision:
-    """Carry out the decision's effects; a failed tagging turns the answer into the AWS fault's (`again`)."""
+) -> tuple[Decision, bool]:
+    """Carry out the decision's effects; a failed tagging turns the answer into the AWS fault's (`again`).
+
+    Also says whether a claim of a legacy AMI was lost to another builder: the answer then rests on the
+    AMI being this builder's, and must be decided again.
+    """
     try:
         reports = carry_out(images, decision.effects, world.meta.name)
     except AwsError as error:
         # Nothing is recorded as done: the same effects are due again on the next sync.
         log.warning("tagging failed for %s: %s", world.meta.name, error)
-        return again(AmiFacts(fault=_fault(error)))
-    return with_reports(world, decision, reports, now)
+        return again(AmiFacts(fault=_fault(error))), False
+    lost = any(isinstance(r.effect, Claim) and r.result is not Result.done for r in reports)
+    return with_reports(world, decision, reports, now), lost
 
 
 def sync(world: World, images: ImageSource, now: datetime, publish_prefix: str = "") -> Decision:
-    if isinstance(world.spec, SpecError):
+    spec = world.spec
+    if isinstance(spec, SpecError):
         return decide(world, AmiFacts(), now)
-    facts = gather(images, world.meta.name, world.spec, world.status, _latest_report(world), publish_prefix)
-    decision = decide(world, facts, now)
+    owner = _owner(world, spec)
+
+    def decided(source: ImageSource) -> Decision:
+        facts = gather(source, owner, spec, world.status, _latest_report(world), publish_prefix)
+        return decide(world, facts, now)
+
+    decision = decided(images)
     if not acts(world, decision):
         return decision
     exact = images.exact()
     if exact is not images:
-        facts = gather(
-            exact, world.meta.name, world.spec, world.status, _latest_report(world), publish_prefix
-        )
-        decision = decide(world, facts, now)
-    return _carried_out(world, decision, exact, now, lambda fault: decide(world, fault, now))
+        decision = decided(exact)
+    answer, lost = _carried_out(world, decision, exact, now, lambda fault: decide(world, fault, now))
+    if lost:
+        # Another namespace's builder claimed the legacy AMI last: it is not this builder's after all.
+        answer, _ = _carried_out(world, decided(exact), exact, now, lambda fault: decide(world, fault, now))
+    return answer
 
 
 def finalize(world: World, images: ImageSource, now: datetime, publish_prefix: str = "") -> Decision:
@@ -176,9 +200,12 @@ def finalize(world: World, images: ImageSource, now: datetime, publish_prefix: s
     if isinstance(world.spec, SpecError) or not needs_facts_to_finalize(world):
         return decide_finalize(world, AmiFacts(), now)
     exact = images.exact()
-    facts = gather(exact, world.meta.name, world.spec, world.status, _latest_report(world), publish_prefix)
+    facts = gather(
+        exact, _owner(world, world.spec), world.spec, world.status, _latest_report(world), publish_prefix
+    )
     decision = decide_finalize(world, facts, now)
-    return _carried_out(world, decision, exact, now, lambda fault: decide_finalize(world, fault, now))
+    answer, _ = _carried_out(world, decision, exact, now, lambda fault: decide_finalize(world, fault, now))
+    return answer
 
 
 def announce(

@@ -1,8 +1,10 @@
 """The AMI tag contract shared with the original operator: which AMIs are ours, and when they expire."""
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from app.spec import PackerBuilderSpec
 
@@ -12,6 +14,10 @@ CLUSTER_NAME = "cluster-name"
 CREATED_BY = "created-by"
 PACKER_REPO = "packer-repo"
 PACKER_REPO_BRANCH = "packer-repo-branch"
+# The five management tags, in the order the index keys owners by (the original operator's identity).
+MANAGEMENT_KEYS = (BROUGHT_TO_YOU_BY, CLUSTER_NAME, CREATED_BY, PACKER_REPO, PACKER_REPO_BRANCH)
+# Completes the owner: the five name a builder, not its namespace. An AMI without it is legacy.
+CREATED_BY_NAMESPACE = "created-by-namespace"
 
 STATUS = "status"
 CREATE_TIMESTAMP = "create-timestamp"
@@ -59,15 +65,69 @@ class Image:
         return self.tags.get(STATUS) == ACTIVE and self.state == "available"
 
 
-def management_tags(name: str, spec: PackerBuilderSpec) -> dict[str, str]:
-    """The five tags that say "this AMI belongs to this PackerBuilder"."""
-    return {
-        BROUGHT_TO_YOU_BY: OPERATOR_NAME,
-        CLUSTER_NAME: spec.clusterName,
-        CREATED_BY: name,
-        PACKER_REPO: spec.builder.repoURL,
-        PACKER_REPO_BRANCH: spec.builder.branch,
-    }
+class Standing(StrEnum):
+    """What an AMI carrying a builder's five management tags is to that builder."""
+
+    own = "own"
+    """Its `created-by-namespace` is the builder's namespace."""
+    legacy = "legacy"
+    """No `created-by-namespace` (the original operator, earlier versions): adoptable, then claimed."""
+    foreign = "foreign"
+    """Another namespace's builder of the same name, cluster, repository and branch: never touched."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose AMIs these are: the builder (namespace and name) and what it builds (cluster, repository,
+    branch). Built once from the parent; every tag that says "this builder's" comes from here."""
+
+    namespace: str
+    name: str
+    cluster: str
+    repository: str
+    branch: str
+
+    @classmethod
+    def of(cls, namespace: str, name: str, spec: PackerBuilderSpec) -> "Owner":
+        return cls(namespace, name, spec.clusterName, spec.builder.repoURL, spec.builder.branch)
+
+    @property
+    def management(self) -> dict[str, str]:
+        """The five tags of the original operator: what a query for the builder's AMIs selects on."""
+        return dict(
+            zip(
+                MANAGEMENT_KEYS,
+                (OPERATOR_NAME, self.cluster, self.name, self.repository, self.branch),
+                strict=True,
+            )
+        )
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The six tags every AMI the builder tags carries: the five and its namespace."""
+        return {**self.management, CREATED_BY_NAMESPACE: self.namespace}
+
+    @property
+    def parameter_tags(self) -> dict[str, str]:
+        """What a parameter the hook creates records of its owner."""
+        return {BROUGHT_TO_YOU_BY: OPERATOR_NAME, CREATED_BY: self.name, CREATED_BY_NAMESPACE: self.namespace}
+
+    def standing(self, image: "Image") -> Standing:
+        """Own, legacy or foreign; only meaningful for an AMI that carries the five management tags."""
+        namespace = image.tags.get(CREATED_BY_NAMESPACE)
+        if namespace is None:
+            return Standing.legacy
+        return Standing.own if namespace == self.namespace else Standing.foreign
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def parameter_owner(tags: Mapping[str, str]) -> str:
+    """`namespace/name` of the builder a parameter's tags say it belongs to, "" when they say none."""
+    if tags.get(BROUGHT_TO_YOU_BY) != OPERATOR_NAME or not tags.get(CREATED_BY):
+        return ""
+    return f"{tags.get(CREATED_BY_NAMESPACE, '')}/{tags[CREATED_BY]}"
 
 
 def format_timestamp(moment: datetime) -> str:

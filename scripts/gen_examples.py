@@ -147,6 +147,9 @@ class Catalogue:
     def parameter_value(self, region: str, name: str) -> str | None:
         return None
 
+    def parameter_owner(self, region: str, name: str) -> str:
+        raise NotImplementedError("the seed publishes no parameter")
+
     def enable_deprecation(self, region: str, image_id: str, at: datetime) -> None:
         raise NotImplementedError("the seed does not deprecate")
 
@@ -159,7 +162,15 @@ class Catalogue:
     def delete_snapshot(self, region: str, snapshot_id: str) -> None:
         raise NotImplementedError("the seed removes no snapshot")
 
-    def put_parameter(self, region: str, name: str, image_id: str) -> None:
+    def put_parameter(
+        self,
+        region: str,
+        name: str,
+        image_id: str,
+        *,
+        owner: Mapping[str, str] | None = None,
+        create: bool = False,
+    ) -> None:
         raise NotImplementedError("the seed publishes no parameter")
 
     def delete_parameter(self, region: str, name: str) -> None:

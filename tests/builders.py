@@ -13,7 +13,7 @@ from app.build import LABEL_BUILD_ID, PACKER_CONTAINER
 from app.decide import Decision
 from app.effects import TagImages
 from app.spec import PackerBuilderSpec, parse_spec
-from app.tags import Image, format_timestamp, management_tags
+from app.tags import Image, Owner, format_timestamp
 from tests.seed import SEED_SPEC
 
 UID = "6f1c2b9e-3f39-4a53-9d55-0d4c2f8f2a11"
@@ -193,7 +193,7 @@ def managed_image(
     extra: dict[str, str] | None = None,
 ) -> Image:
     tags = {
-        **management_tags(NAME, parse_spec(spec or SEED_SPEC)),
+        **Owner.of(NAMESPACE, NAME, parse_spec(spec or SEED_SPEC)).tags,
         "status": status,
         "create-timestamp": format_timestamp(created),
         **(extra or {}),

@@ -387,6 +387,16 @@ def test_chart_renders_the_hook_policy_with_the_publish_prefix(all_on: dict[str,
     assert publishing["Resource"] == [prefixed]
 
 
+def test_a_namespace_segment_in_the_prefix_reaches_the_hook_as_is_and_the_policy_as_any_segment(
+    helm_home: Path,
+) -> None:
+    objects = by_kind(render(helm_home, "--set", "hook.publishParameterPrefix=/platform/ami/{namespace}/"))
+    assert _env(_container(objects["Deployment"]))["PUBLISH_PARAMETER_PREFIX"] == "/platform/ami/{namespace}/"
+    policy = json.loads(_rendered_policy(objects))
+    (publishing,) = [s for s in policy["Statement"] if "ssm:PutParameter" in s["Action"]]
+    assert publishing["Resource"] == ["arn:aws:ssm:*:*:parameter/platform/ami/*/*"]
+
+
 def test_chart_policy_name_fits_a_long_release_name(helm_home: Path) -> None:
     fullname = "x" * 51 + "-" + "y" * 11
     objects = by_kind(render(helm_home, "--set", f"fullnameOverride={fullname}"))
@@ -414,6 +424,7 @@ WRONG_VALUES = {
     "publish prefix without trailing slash": "hook.publishParameterPrefix=/platform/ami",
     "publish prefix of every parameter": "hook.publishParameterPrefix=/",
     "publish prefix with a space": "hook.publishParameterPrefix=/platform ami/",
+    "publish prefix with another placeholder": "hook.publishParameterPrefix=/platform/{name}/",
     "base cache of zero": "hook.baseImageCacheSeconds=0",
     "index refresh of zero": "hook.indexRefreshSeconds=0",
     "negative index refresh": "hook.indexRefreshSeconds=-60",

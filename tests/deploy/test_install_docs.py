@@ -77,6 +77,8 @@ def test_hook_policy_allows_exactly_the_calls_the_hook_makes() -> None:
         "ssm:GetParameter",
         "ssm:PutParameter",
         "ssm:DeleteParameter",
+        "ssm:ListTagsForResource",
+        "ssm:AddTagsToResource",
     }
 
 
@@ -134,6 +136,7 @@ def test_hook_tags_only_images_and_snapshots_with_its_own_tag_keys() -> None:
         tags.BROUGHT_TO_YOU_BY,
         tags.CLUSTER_NAME,
         tags.CREATED_BY,
+        tags.CREATED_BY_NAMESPACE,
         tags.PACKER_REPO,
         tags.PACKER_REPO_BRANCH,
         tags.STATUS,
@@ -155,7 +158,7 @@ def test_hook_tags_only_images_and_snapshots_with_its_own_tag_keys() -> None:
         ownership.append(condition)
     # Retagging what is ours, and the first tagging of a fresh AMI or its snapshots, which sets the tag.
     assert sorted(map(json.dumps, ownership)) == sorted(map(json.dumps, [OURS, FIRST_TAGGING]))
-    management = tags.management_tags("packer-builder", parse_spec(SEED_SPEC))
+    management = tags.Owner.of("ami-builds", "packer-builder", parse_spec(SEED_SPEC)).tags
     assert set(management) <= contract
     assert management[tags.BROUGHT_TO_YOU_BY] == tags.OPERATOR_NAME
 
@@ -171,7 +174,13 @@ def test_hook_reads_public_aws_parameters_and_its_publish_prefix() -> None:
 def test_hook_writes_parameters_only_under_the_publish_prefix() -> None:
     (publishing,) = _statements("ssm:PutParameter")
     assert _resources(publishing) == [PUBLISH_PARAMETERS]
-    assert sorted(publishing["Action"]) == ["ssm:DeleteParameter", "ssm:GetParameter", "ssm:PutParameter"]
+    assert sorted(publishing["Action"]) == [
+        "ssm:AddTagsToResource",
+        "ssm:DeleteParameter",
+        "ssm:GetParameter",
+        "ssm:ListTagsForResource",
+        "ssm:PutParameter",
+    ]
     default_prefix = load_yaml(CHART / "values.yaml")["hook"]["publishParameterPrefix"]
     assert f"arn:aws:ssm:*:*:parameter{default_prefix}*" == PUBLISH_PARAMETERS
 

@@ -8,10 +8,10 @@ import yaml
 
 from app import conditions, effects, outcome
 from app.facts import RegionImages
-from app.lifecycle import MAX_REMOVALS_PER_SYNC, parameter_names, plan
+from app.lifecycle import MAX_REMOVALS_PER_SYNC, Published, parameter_names, plan
 from app.settings import Settings
 from app.spec import PackerBuilderSpec, Publish, Retention, parse_spec
-from app.tags import Image
+from app.tags import Image, Owner
 from tests.deploy.manifests import (
     CHART,
     EXAMPLES,
@@ -186,17 +186,19 @@ def test_doc_quotes_the_refusal_outside_the_publish_prefix() -> None:
         "ami-0bbb0000000000002",
         "available",
         datetime(2026, 11, 20, tzinfo=UTC),
-        tags={"status": "active"},
+        tags={"status": "active", "created-by-namespace": "ami-builds"},
         architecture="x86_64",
     )
     regions = {"us-west-2": RegionImages(managed=(current,))}
-    planned = plan(
-        None, {}, regions, {}, spec, {}, datetime(2026, 11, 21, tzinfo=UTC), timedelta(days=2), prefix
-    )
+    owner = Owner.of("ami-builds", "eks-al2023", spec)
+    moment = datetime(2026, 11, 21, tzinfo=UTC)
+    published = Published({}, {}, prefix, str(owner))
+    planned = plan(None, {}, regions, published, spec, owner, moment, timedelta(days=2))
     # Refused in the plan, without an effect: nothing is due again on the next sync.
     assert not any(isinstance(e, effects.Publish) for e in planned.effects)
-    (refused,) = planned.refused
-    assert f"\nCould not publish {refused}\n" in DOC.read_text()
+    (refused,) = planned.refusals
+    assert (refused.type, refused.reason) == (conditions.PUBLISH_FAILED, "OutsidePrefix")
+    assert f"\n{refused.message}\n" in DOC.read_text()
     assert "publish_parameter_prefix" in Settings.model_fields  # read from PUBLISH_PARAMETER_PREFIX
     for doc in (DOC, README):
         assert "`PUBLISH_PARAMETER_PREFIX`" in doc.read_text(), doc.name

@@ -29,6 +29,9 @@ class QuietEc2:
     def parameter_value(self, region: str, name: str) -> str | None:
         return None
 
+    def parameter_owner(self, region: str, name: str) -> str:
+        return ""
+
     def images_in_use(self, region: str, image_ids: Sequence[str]) -> dict[str, str]:
         return {}
 
@@ -38,7 +41,15 @@ class QuietEc2:
     def tag_snapshots(self, region: str, snapshot_ids: Sequence[str], tags: Mapping[str, str]) -> None:
         self.wrote("tag")
 
-    def put_parameter(self, region: str, name: str, image_id: str) -> None:
+    def put_parameter(
+        self,
+        region: str,
+        name: str,
+        image_id: str,
+        *,
+        owner: Mapping[str, str] | None = None,
+        create: bool = False,
+    ) -> None:
         self.wrote("publish")
 
     def delete_parameter(self, region: str, name: str) -> None:

@@ -18,9 +18,9 @@ import pytest
 from app.main import create_app
 from app.settings import Settings
 from app.spec import parse_spec
-from app.tags import format_timestamp, management_tags
+from app.tags import Owner, format_timestamp
 from tests.aws import REGION, ec2_client, free_port, register_built_ami
-from tests.builders import NAME, build_pod, parent, request, succeeded
+from tests.builders import NAME, NAMESPACE, build_pod, parent, request, succeeded
 from tests.fakes.aws_proxy import ALL, AwsProxy
 from tests.http import post, serve
 from tests.seed import SEED_SPEC
@@ -93,7 +93,7 @@ def is_ready(answer: dict[str, Any]) -> bool:
 def active_ami(ec2_url: str, name: str) -> str:
     """An active AMI of builder `name` made moments ago, as a finished, recorded build leaves it."""
     tags = {
-        **management_tags(name, parse_spec(SEED_SPEC)),
+        **Owner.of(NAMESPACE, name, parse_spec(SEED_SPEC)).tags,
         "status": "active",
         "create-timestamp": format_timestamp(datetime.now(UTC)),
     }

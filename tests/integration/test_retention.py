@@ -16,9 +16,9 @@ from app.ec2 import Ec2
 from app.main import create_app
 from app.settings import Settings
 from app.spec import parse_spec
-from app.tags import format_timestamp, management_tags
+from app.tags import Owner, format_timestamp
 from tests.aws import REGION, ec2_client, register_built_ami, tags_of
-from tests.builders import NAME, build_pod, parent, request, succeeded
+from tests.builders import NAME, NAMESPACE, build_pod, parent, request, succeeded
 from tests.http import post, serve
 from tests.seed import SEED_SPEC
 
@@ -49,7 +49,7 @@ def spec(**fields: Any) -> dict[str, Any]:
 
 
 def mine(raw_spec: dict[str, Any], **tags: str) -> dict[str, str]:
-    return {**management_tags(NAME, parse_spec(raw_spec)), **tags}
+    return {**Owner.of(NAMESPACE, NAME, parse_spec(raw_spec)).tags, **tags}
 
 
 def exists(client: "EC2Client", image_id: str) -> bool:

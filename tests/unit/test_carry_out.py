@@ -63,13 +63,24 @@ class FakeEc2:
     def parameter_value(self, region: str, name: str) -> str | None:
         raise AssertionError("carry_out only writes")
 
+    def parameter_owner(self, region: str, name: str) -> str:
+        raise AssertionError("carry_out only writes")
+
     def tag_images(self, region: str, image_ids: Sequence[str], tags: Mapping[str, str]) -> None:
         self._call("tag_images", region, *image_ids)
 
     def enable_deprecation(self, region: str, image_id: str, at: datetime) -> None:
         self._call("enable_deprecation", region, image_id)
 
-    def put_parameter(self, region: str, name: str, image_id: str) -> None:
+    def put_parameter(
+        self,
+        region: str,
+        name: str,
+        image_id: str,
+        *,
+        owner: Mapping[str, str] | None = None,
+        create: bool = False,
+    ) -> None:
         self._call("put_parameter", region, image_id)
 
     def delete_parameter(self, region: str, name: str) -> None:

@@ -20,9 +20,11 @@ from app.hooks import HookRequest
 from app.lifecycle import deprecation_moment, parameter_names
 from app.main import _response
 from app.reconcile import world_of
-from app.tags import Image, format_timestamp
+from app.spec import parse_spec
+from app.tags import Image, Owner, format_timestamp
 from tests.builders import (
     NAME,
+    NAMESPACE,
     T0,
     base_image,
     build_id_of,
@@ -41,6 +43,7 @@ FINISHED = T0 + timedelta(minutes=25)
 NOW = T0 + timedelta(minutes=30)
 PARAMETER = "/platform/ami/eks-al2023"
 X86 = "ami-0aaa0000000000001"
+OWNER = Owner.of(NAMESPACE, NAME, parse_spec(SEED_SPEC))
 ARM = "ami-0bbb0000000000002"
 EU = "ami-0ccc0000000000003"
 
@@ -75,8 +78,12 @@ def finished_sync(
     managed: Mapping[str, tuple[Image, ...]] | None = None,
     parameters: dict[tuple[str, str], str | None] | None = None,
     now: datetime = NOW,
+    owners: dict[tuple[str, str], str] | None = None,
 ) -> Decision:
-    """The sync that sees the first build of `raw_spec` finished with this termination message."""
+    """The sync that sees the first build of `raw_spec` finished with this termination message.
+
+    Existing parameters are the builder's own unless `owners` says otherwise.
+    """
     status, job = first_job(raw_spec)
     done = succeeded(job, finished=FINISHED)
     req = request(parent(raw_spec, status=status), [done], [build_pod(done, message)])
@@ -88,8 +95,16 @@ def finished_sync(
         built=built.get(HOME, ()),
         elsewhere=regions,
         parameters=parameters or {},
+        parameter_owners=owners
+        if owners is not None
+        else {key: str(OWNER) for key, value in (parameters or {}).items() if value is not None},
     )
     return decide(world_of(HookRequest.model_validate(req)), facts, now)
+
+
+def created(region: str, name: str, image_id: str) -> Publish:
+    """A parameter the hook creates: it records its owner."""
+    return Publish(region, name, image_id, tuple(sorted(OWNER.parameter_tags.items())), create=True)
 
 
 def of(kind: type, decision: Decision) -> list[Any]:
@@ -221,7 +236,8 @@ def test_the_parameter_is_written_only_when_it_holds_another_id(value: str | Non
     decision = finished_sync(
         raw, f"{HOME}:{X86}", {HOME: (fresh(X86),)}, parameters={(HOME, PARAMETER): value}
     )
-    assert of(Publish, decision) == ([Publish(HOME, PARAMETER, X86)] if published else [])
+    expected = created(HOME, PARAMETER, X86) if value is None else Publish(HOME, PARAMETER, X86)
+    assert of(Publish, decision) == ([expected] if published else [])
     assert decision.effects.index(of(TagImages, decision)[0]) == 0
 
 
@@ -233,10 +249,10 @@ def test_several_architectures_are_published_per_architecture_in_every_region() 
         {HOME: (fresh(X86), fresh(ARM, "arm64")), COPY: (fresh(EU),)},
     )
     assert of(Publish, decision) == [
-        Publish(COPY, PARAMETER, EU),
-        Publish(HOME, PARAMETER, X86),  # the name itself keeps the primary: it never goes stale
-        Publish(HOME, f"{PARAMETER}/arm64", ARM),
-        Publish(HOME, f"{PARAMETER}/x86_64", X86),
+        created(COPY, PARAMETER, EU),
+        created(HOME, PARAMETER, X86),  # the name itself keeps the primary: it never goes stale
+        created(HOME, f"{PARAMETER}/arm64", ARM),
+        created(HOME, f"{PARAMETER}/x86_64", X86),
     ]
 
 
@@ -272,7 +288,11 @@ def test_every_parameter_written_names_a_current_ami_of_its_architecture_or_goes
     olds = (older(OLD_X86, 2, status="active"), older(OLD_ARM, 2, status="active", arch="arm64"))
     parameters: dict[tuple[str, str], str | None] = {(HOME, PARAMETER): OLD_X86}
     parameters |= {(HOME, name): value for name, value in values.items()}
-    decision = finished_sync(raw, f"{HOME}:{X86}", {HOME: (fresh(X86),)}, {HOME: olds}, parameters)
+    # The stranger's value is in a parameter the hook did not create: no owner recorded.
+    owners = {key: str(OWNER) for key, value in parameters.items() if value != STRANGER}
+    decision = finished_sync(
+        raw, f"{HOME}:{X86}", {HOME: (fresh(X86),)}, {HOME: olds}, parameters, owners=owners
+    )
     assert [e for e in decision.effects if isinstance(e, Publish | Unpublish)] == effects
     # Whatever a parameter names when the sync reads it stays, whatever keep says.
     removed = {d.image_id for d in of(Deregister, decision)}
