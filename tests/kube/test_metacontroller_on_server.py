@@ -23,7 +23,7 @@ import pytest
 from app.hooks import JOB_GROUP, POD_GROUP
 from app.settings import Settings
 from app.spec import parse_spec
-from app.tags import format_timestamp, management_tags, parse_timestamp
+from app.tags import Owner, format_timestamp, parse_timestamp
 from app.timing import RETRY_BACKOFF
 from tests.aws import REGION, ec2_client, free_port, register_built_ami, tags_of
 from tests.deploy.manifests import COMPOSITE_CONTROLLER_FILE, CRD_FILE, load_yaml
@@ -419,7 +419,7 @@ RETENTION = "packerbuilder-retention.yaml"
 def older_amis(ec2_env: str, namespace: str) -> list[str]:
     """Four deprecated AMIs of the retention example's builder, 3 to 6 days old, there before its hook starts."""
     raw = load_yaml(EXAMPLES / RETENTION)
-    mine = management_tags(raw["metadata"]["name"], parse_spec(raw["spec"]))
+    mine = Owner.of(namespace, raw["metadata"]["name"], parse_spec(raw["spec"])).tags
     now = datetime.now(UTC)
     return [
         register_built_ami(
@@ -427,7 +427,6 @@ def older_amis(ec2_env: str, namespace: str) -> list[str]:
             f"older-{days}",
             tags={
                 **mine,
-                "created-by-namespace": namespace,
                 "status": "deprecated",
                 "create-timestamp": format_timestamp(now - timedelta(days=days)),
             },
