@@ -9,17 +9,21 @@ what `packer build` does and ending the Packer container with the AMI in its ter
 
 Every wait is for something observable (a watch on the object, a hook call), under a deadline; none sleeps.
 The retry backoff (60 s) is passed by moving the hook's clock, not by waiting: what is real is that the hook
-asks for a resync and Metacontroller comes back by itself when it is due.
+asks for a resync and Metacontroller comes back by itself when it is due. So is an AMI's expiry (48 h) in the
+two-namespace case.
 """
 
-from collections.abc import Callable, Iterator
+import contextlib
+import json
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 
+from app.durations import parse_duration
 from app.hooks import JOB_GROUP, POD_GROUP
 from app.settings import Settings
 from app.spec import parse_spec
@@ -33,6 +37,9 @@ from tests.kube.cluster import ControlPlane, JsonObject, KubeApiError, Process
 from tests.kube.kubelet import finish_as_kubelet, job_finished
 from tests.kube.objects import builder, builders, condition, pod_of, until_empty, until_gone
 from tests.kube.recorded_hook import Call, Clock, HookServer
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
 
 EXAMPLES = CRD_FILE.parent / "examples"
 SEED = "packerbuilder.yaml"
@@ -159,16 +166,15 @@ def example() -> str:
     return SEED
 
 
-@pytest.fixture
-def pb(
-    kube: ControlPlane, namespace: str, controller: JsonObject, hook: HookServer, example: str
-) -> Iterator[Builder]:
-    """The example PackerBuilder and the Secrets it names, created in the namespace. Afterwards it is deleted
-    and Metacontroller's finalizer taken off, so no test leaves a builder waiting for a hook that is gone."""
+@contextlib.contextmanager
+def created(kube: ControlPlane, namespace: str, body: JsonObject, hook: HookServer) -> Iterator[Builder]:
+    """The PackerBuilder `body` and the Secrets the examples name, created in the namespace. Afterwards it is
+    deleted and Metacontroller's finalizer taken off, so no test leaves a builder waiting for a hook that is
+    gone."""
     for secret in ("secret-git-sync.yaml", "secret-aws-creds.yaml", "secret-slack-token.yaml"):
         kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / secret))
-    kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / example))
-    made = Builder(kube, namespace, load_yaml(EXAMPLES / example)["metadata"]["name"], hook)
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    made = Builder(kube, namespace, body["metadata"]["name"], hook)
     try:
         yield made
     finally:
@@ -178,6 +184,15 @@ def pb(
         except KubeApiError as error:
             if error.code != 404:
                 raise
+
+
+@pytest.fixture
+def pb(
+    kube: ControlPlane, namespace: str, controller: JsonObject, hook: HookServer, example: str
+) -> Iterator[Builder]:
+    """The example PackerBuilder, created in the namespace (see `created`)."""
+    with created(kube, namespace, load_yaml(EXAMPLES / example), hook) as made:
+        yield made
 
 
 def ready(obj: JsonObject) -> bool:
@@ -454,3 +469,145 @@ def test_retention_and_publish_under_metacontroller(
     parameter = load_yaml(EXAMPLES / RETENTION)["spec"]["publish"]["ssmParameter"]
     ssm = boto3.session.Session().client("ssm", region_name=REGION, endpoint_url=ec2_env)
     assert ssm.get_parameter(Name=parameter)["Parameter"]["Value"] == ami
+
+
+# -- two namespaces, one builder ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def teams(kube: ControlPlane) -> Iterator[tuple[str, str]]:
+    """Two fresh namespaces, `team-a-…` and `team-b-…`."""
+    with kube.namespace("team-a-") as team_a, kube.namespace("team-b-") as team_b:
+        yield team_a, team_b
+
+
+@pytest.fixture
+def spawn(
+    kube: ControlPlane, controller: JsonObject, hook: HookServer
+) -> Iterator[Callable[[str, JsonObject], Builder]]:
+    """Creates a PackerBuilder in a namespace when the test says (see `created`); each deleted afterwards."""
+    with contextlib.ExitStack() as stack:
+        yield lambda namespace, body: stack.enter_context(created(kube, namespace, body, hook))
+
+
+def observed(call: Call) -> set[str]:
+    """The Jobs a hook call was shown."""
+    jobs = (call.request["children"] or {}).get(JOB_GROUP) or {}
+    return {job["metadata"]["name"] for job in jobs.values()}
+
+
+def built(b: Builder, ec2: "EC2Client", name: str, before: Collection[str] = ()) -> str:
+    """The builder's build Job (the one not named in `before`) run by the test as the kubelet: an AMI
+    registered in moto and reported; returns the AMI once the builder's status records it, and after
+    the next sync, which removes what the recording sync's read of the parameter still protected."""
+    job = b.job(lambda j: j["metadata"]["name"] not in before, "a build Job")
+    ami = register_built_ami(ec2, name)
+    finish_as_kubelet(b.kube, pod_of(b.kube, b.namespace, job), 0, f"{REGION}:{ami}")
+    b.until(lambda p: ready(p) and p["status"].get("lastRunBuiltImageID") == ami, f"Ready on {ami}")
+    b.call(
+        lambda c: (c.parent.get("status") or {}).get("lastRunBuiltImageID") == ami, f"after {ami} recorded"
+    )
+    return ami
+
+
+def rebuild_seen(b: Builder, before: Collection[str], after: int) -> None:
+    """Returns once the builder has asked for a new build Job and a sync has been shown it."""
+    job = b.job(lambda j: j["metadata"]["name"] not in before, "the rebuild's Job")["metadata"]["name"]
+    b.call(lambda c: job in observed(c), f"shown {job}", after=after)
+
+
+def exists(ec2: "EC2Client", image_id: str) -> bool:
+    return bool(ec2.describe_images(Filters=[{"Name": "image-id", "Values": [image_id]}])["Images"])
+
+
+def publish_failed(b: Builder) -> tuple[str, str] | None:
+    """The reason and message of the builder's PublishFailed condition, when it is True."""
+    for found in b.get()["status"].get("conditions") or []:
+        if found["type"] == "PublishFailed" and found["status"] == "True":
+            return str(found["reason"]), str(found["message"])
+    return None
+
+
+def test_two_namespaces_with_one_builder_keep_to_their_own_amis_and_parameter(
+    kube: ControlPlane,
+    teams: tuple[str, str],
+    spawn: Callable[[str, JsonObject], Builder],
+    hook: HookServer,
+    clock: Clock,
+    ec2_env: str,
+) -> None:
+    """The same manifest applied to two namespaces (issue 17): one name, cluster, repository and branch,
+    `keep: 1`, one parameter. Each builds and tags its own AMI; the parameter stays its first owner's."""
+    team_a, team_b = teams
+    body = load_yaml(EXAMPLES / RETENTION)
+    # keep 1; no EC2 deprecation time: moto has no EnableImageDeprecation, it would fail on every sync.
+    body["spec"]["retention"] |= {"keep": 1, "deprecate": False}
+    parameter = body["spec"]["publish"]["ssmParameter"]
+    ec2 = ec2_client(ec2_env)
+    ssm = boto3.session.Session().client("ssm", region_name=REGION, endpoint_url=ec2_env)
+
+    def published() -> tuple[str, dict[str, str]]:
+        value = ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
+        tags = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=parameter)["TagList"]
+        return value, {t["Key"]: t["Value"] for t in tags}
+
+    # team-a first: its AMI carries its namespace, and the parameter it creates records it as the owner.
+    a = spawn(team_a, body)
+    a1 = built(a, ec2, "team-a-1")
+    assert (tags_of(ec2, a1)["created-by-namespace"], tags_of(ec2, a1)["status"]) == (team_a, "active")
+    value, owner = published()
+    assert (value, owner["created-by"], owner["created-by-namespace"]) == (a1, a.name, team_a)
+
+    # team-b's builder has the same five management tags as team-a's fresh AMI: it does not adopt it, it
+    # builds its own, and it may not publish over team-a's parameter.
+    b = spawn(team_b, body)
+    first = b.call(lambda c: True, "the first")
+    assert first.answer["status"]["state"] == "JobCreation"
+    b1 = built(b, ec2, "team-b-1")
+    assert b.get()["status"]["state"] == "AMICreated"
+    assert tags_of(ec2, b1)["created-by-namespace"] == team_b
+    assert tags_of(ec2, a1)["status"] == "active"  # not retired by team-b's build
+    assert published()[0] == a1
+    refused = publish_failed(b)
+    assert refused is not None
+    assert refused[0] == "ParameterOwned"
+    assert f"builder {team_a}/{a.name}" in refused[1]
+    assert publish_failed(a) is None
+
+    # Both AMIs expire: the hook's clock jumps past their expiry and a change of annotations makes
+    # Metacontroller sync each builder, which asks for a rebuild. Once a sync has been shown each rebuild's
+    # Job, the clock goes back to real time: the new AMIs are stamped with their Jobs' real completion, and a
+    # clock two days ahead would find them expired the moment they are recorded.
+    expires_in = parse_duration(body["spec"]["timeOuts"]["expiresIn"])
+    last_built = max(parse_timestamp(tags_of(ec2, ami)["create-timestamp"]) for ami in (a1, b1))
+    clock.jump_to(last_built + expires_in + timedelta(minutes=1))
+    mark = len(hook.calls.all())
+    a_before, b_before = a.jobs(), b.jobs()
+    for each in (a, b):
+        kube.api.patch(each.path, {"metadata": {"annotations": {"test/nudge": "expired"}}})
+    rebuild_seen(a, a_before, mark)
+    rebuild_seen(b, b_before, mark)
+    clock.offset = timedelta(0)
+
+    # team-a's rebuild removes its own older AMI (keep 1) and moves its parameter on; team-b's stays.
+    a2 = built(a, ec2, "team-a-2", a_before)
+    assert not exists(ec2, a1)
+    assert (exists(ec2, b1), tags_of(ec2, b1)["status"]) == (True, "active")
+    assert published()[0] == a2
+
+    # team-b's rebuild removes its own older AMI; team-a's current one and the parameter stay as they are.
+    b2 = built(b, ec2, "team-b-2", b_before)
+    assert not exists(ec2, b1)
+    assert (tags_of(ec2, a2)["status"], tags_of(ec2, a2)["created-by-namespace"]) == ("active", team_a)
+    assert (tags_of(ec2, b2)["status"], tags_of(ec2, b2)["created-by-namespace"]) == ("active", team_b)
+    assert published()[0] == a2
+    assert publish_failed(b) is not None
+    assert publish_failed(a) is None
+
+    # In no answer did either builder record, adopt or list the other's AMIs as its own.
+    for each, theirs in ((a, {b1, b2}), (b, {a1, a2})):
+        for call in each.calls():
+            status = call.answer["status"]
+            mine = {status.get("lastRunBuiltImageID")} | {i["imageID"] for i in status.get("images") or []}
+            assert not mine & theirs, status
+            assert status.get("state") != "AMIAdopted", status
