@@ -206,6 +206,47 @@ def test_an_ami_finished_during_deletion_is_tagged_before_finalized(hook: str, e
     assert tags_of(ec2, built)["build-id"] == first["status"]["buildID"]
 
 
+def test_a_build_finished_during_deletion_is_recorded_but_deletion_removes_no_ami(
+    hook: str, ec2_env: str
+) -> None:
+    """keep: 1 applies to a living builder: the one being deleted tags and retires, and deregisters nothing."""
+    ec2 = ec2_client(ec2_env)
+    raw = spec(retention={"keep": 1, "skipInUse": False}, publish={"ssmParameter": PARAMETER})
+    first = sync(hook, request(parent(raw)))
+    (job,) = first["children"]
+    # While the build ran, older AMIs of the builder turned up (another replica, a restore, a person).
+    now = datetime.now(UTC)
+    olds = [
+        register_built_ami(
+            ec2,
+            f"older-{days}",
+            tags=mine(
+                raw,
+                status="active" if days == 3 else "deprecated",
+                **{"create-timestamp": format_timestamp(now - timedelta(days=days))},
+            ),
+        )
+        for days in (3, 4)
+    ]
+    old_snapshots = [s for image_id in olds for s in snapshots(ec2, image_id)]
+    built = register_built_ami(ec2, "opsy-late")
+    done = succeeded(job, now - timedelta(minutes=20), now - timedelta(minutes=1))
+    body = request(parent(raw, status=first["status"]), [done], [build_pod(done, f"{REGION}:{built}")])
+    body["finalizing"] = True
+
+    answer = sync(hook, body, "/finalize")
+
+    assert answer["finalized"] is True
+    assert tags_of(ec2, built)["status"] == "active"
+    assert [tags_of(ec2, i)["status"] for i in olds] == ["deprecated", "deprecated"]
+    assert all(exists(ec2, i) for i in olds)
+    assert old_snapshots
+    assert all(snapshot_exists(ec2, s) for s in old_snapshots)
+    ssm = boto3.session.Session().client("ssm", region_name=REGION, endpoint_url=ec2_env)
+    assert ssm.get_parameter(Name=PARAMETER)["Parameter"]["Value"] == built
+    assert answer["status"]["images"] == [{"region": REGION, "architecture": "x86_64", "imageID": built}]
+
+
 def test_a_parameter_outside_the_allowed_prefix_is_refused_with_a_condition(ec2_env: str) -> None:
     ec2 = ec2_client(ec2_env)
     built = register_built_ami(ec2, "opsy-new")

@@ -465,26 +465,25 @@ def test_successful_history_limit_keeps_the_build_that_made_the_current_ami(limi
 
 
 def test_a_build_that_finished_during_deletion_is_tagged_before_the_builder_goes() -> None:
-    raw = spec(retention={"keep": 1})
+    raw = spec(retention={"keep": 1}, publish={"ssmParameter": PARAMETER})
     status, job = first_job(raw)
     done = succeeded(job, finished=FINISHED)
     req = request(parent(raw, status=status), [done], [build_pod(done, f"{HOME}:{X86}")])
     world = world_of(HookRequest.model_validate(req))
-    facts = AmiFacts(
-        managed=(older("ami-0old0000000000001", 1), older("ami-0old0000000000002", 2)), built=(fresh(X86),)
-    )
+    previous = older("ami-0old0000000000001", 1, status="active")
+    facts = AmiFacts(managed=(previous, older("ami-0old0000000000002", 2)), built=(fresh(X86),))
 
     decision = decide_finalize(world, facts, NOW)
 
     assert decision.finalized is True
-    tag = decision.effects[0]
-    assert isinstance(tag, TagImages)
+    tag, retire = of(TagImages, decision)
     assert tag.image_ids == (X86,)
     assert dict(tag.tags)["build-id"] == build_id_of(job)
-    assert [e.image_id for e in of(Deregister, decision)] == [
-        "ami-0old0000000000002",
-        "ami-0old0000000000001",
-    ]
+    assert (retire.image_ids, dict(retire.tags)) == ((previous.image_id,), {"status": "deprecated"})
+    assert [(p.region, p.parameter, p.image_id) for p in of(Publish, decision)] == [(HOME, PARAMETER, X86)]
+    # keep: 1 is for a builder that goes on building: one being deleted removes nothing (README, deletion).
+    assert of(Deregister, decision) == []
+    assert images(decision) == [(HOME, "x86_64", X86)]
 
 
 @pytest.mark.parametrize(
