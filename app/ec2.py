@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
@@ -25,7 +25,7 @@ from botocore.parsers import ResponseParserError
 
 from app.aws_clients import PerRegion, bounded_config
 from app.base_image import AMI_ID, BaseImageMissing, BaseLookup, BaseSource, FilterSource, ParameterSource
-from app.tags import Image, parameter_owner, parse_timestamp
+from app.tags import EARLIEST, Image, parameter_owner, parse_timestamp
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -56,8 +56,6 @@ _TEMPORARY_CODES = frozenset(
     }
 )
 _URL_USERINFO = re.compile(r"//[^/@\s\"]+@")
-# Missing CreationDate (never seen from EC2, optional in its schema) sorts as the oldest image.
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A parameter value is quoted in a condition; anything longer is not an AMI id anyway.
 _SHOWN_VALUE = 40
 _MISSING_PARAMETER = frozenset({"ParameterNotFound", "ParameterVersionNotFound"})
@@ -390,11 +388,11 @@ class Ec2:
 
 
 def to_image(raw: ImageTypeDef) -> Image:
-    created = raw.get("CreationDate")
     return Image(
         image_id=raw["ImageId"],
         state=raw.get("State", ""),
-        creation_date=parse_timestamp(created) if created else _EPOCH,
+        # Missing or unreadable (never seen from EC2, optional in its schema): sorts as the oldest image.
+        creation_date=_time(raw.get("CreationDate")) or EARLIEST,
         name=raw.get("Name", ""),
         tags={tag["Key"]: tag.get("Value", "") for tag in raw.get("Tags", [])},
         architecture=raw.get("Architecture", ""),
@@ -403,12 +401,12 @@ def to_image(raw: ImageTypeDef) -> Image:
             for mapping in raw.get("BlockDeviceMappings", [])
             if mapping.get("Ebs", {}).get("SnapshotId")
         ),
-        deprecation_time=_deprecation_time(raw.get("DeprecationTime")),
+        deprecation_time=_time(raw.get("DeprecationTime")),
     )
 
 
-def _deprecation_time(text: str | None) -> datetime | None:
-    """EC2's deprecation time, or None: a value we cannot read must not fail the whole listing."""
+def _time(text: str | None) -> datetime | None:
+    """A time EC2 gives, or None: a value we cannot read must not fail the whole listing."""
     if not text:
         return None
     try:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from app import conditions as cond
 from app.conditions import Wanted
+from app.durations import MAX_DURATION
 from app.effects import Claim, Deprecate, Deregister, Effect, Publish, Report, Result, TagImages, Unpublish
 from app.facts import RegionImages
 from app.outcome import Kind, Outcome, primary_order
@@ -198,8 +199,9 @@ def _deprecations(
     effects: list[Effect] = []
     for region, image in current:
         at = deprecation_moment(image, expires_in)
-        # EC2 refuses a deprecation time in the past; an expired AMI is replaced soon anyway.
-        if at > now and image.deprecation_time != at:
+        # EC2 refuses a deprecation time in the past (an expired AMI is replaced soon anyway) and one more
+        # than ten years ahead (an AMI whose create-timestamp pins it in the far future).
+        if now < at <= now + MAX_DURATION and image.deprecation_time != at:
             effects.append(Deprecate(region, image.image_id, at))
     return effects
 

@@ -3,7 +3,7 @@
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import MAXYEAR, UTC, datetime, timedelta
 from enum import StrEnum
 
 from app.spec import PackerBuilderSpec
@@ -29,6 +29,13 @@ PACKER_REPO_COMMIT = "packer-repo-commit"
 
 ACTIVE = "active"
 DEPRECATED = "deprecated"
+
+# The span of time the hook computes with. A time read outside it (a tag "pinning" an AMI at 9999-12-31, a
+# clock gone wrong) counts as its nearest end: far beyond any real build, and far enough from the ends of
+# Python's calendar (years 1 and 9999) that adding any duration a spec allows (MAX_DURATION, 3650 days), a
+# cron window or a retry backoff to it stays a date.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -138,8 +145,18 @@ def format_timestamp(moment: datetime) -> str:
 # Every sync reads the same few timestamps again (its AMIs' tags, its Jobs' times): parse each once.
 @functools.lru_cache(maxsize=8192)
 def parse_timestamp(text: str) -> datetime:
-    """Parse RFC 3339 (`Z` or an offset, optional fractions) into an aware UTC datetime."""
+    """Parse RFC 3339 (`Z` or an offset, optional fractions) into an aware UTC datetime within
+    [EARLIEST, LATEST]; what is not such a time raises ValueError.
+
+    Every time the hook reads, from AWS tags, Kubernetes objects or its own status, comes through here.
+    """
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone")
-    return moment.astimezone(UTC)
+    try:
+        utc = moment.astimezone(UTC)
+    except (
+        OverflowError
+    ):  # 9999-12-31T23:59:59-01:00 is in year 10000 in UTC, 0001-01-01T00:00+01:00 in year 0
+        return LATEST if moment.year == MAXYEAR else EARLIEST
+    return min(max(utc, EARLIEST), LATEST)

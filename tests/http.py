@@ -47,7 +47,11 @@ def post(url: str, body: Any, raw: bytes | None = None) -> tuple[int, Any]:
         with _DIRECT.open(request, timeout=30) as response:
             return int(response.status), json.loads(response.read())
     except urllib.error.HTTPError as error:
-        return int(error.code), json.loads(error.read() or b"null")
+        text = error.read()
+        try:
+            return int(error.code), json.loads(text or b"null")
+        except ValueError:  # a 500's plain "Internal Server Error", shown as it came
+            return int(error.code), text.decode(errors="replace")
 
 
 def get(url: str) -> tuple[int, bytes]:

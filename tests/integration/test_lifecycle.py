@@ -101,6 +101,46 @@ def test_an_existing_tagged_ami_is_adopted_as_is(hook: str, ec2_env: str) -> Non
     assert tags_of(ec2, existing)["create-timestamp"] == stamp
 
 
+PAST_THE_CALENDAR = "9999-12-31T23:59:59-01:00"  # 10000-01-01T00:59:59Z once in UTC
+
+
+@pytest.mark.parametrize("stamp", ["9999-12-31T00:00:00Z", PAST_THE_CALENDAR])
+def test_an_ami_pinned_in_the_far_future_is_answered_not_a_500(hook: str, ec2_env: str, stamp: str) -> None:
+    tags = {
+        "brought-to-you-by": "opsy-the-ami-operator",
+        "cluster-name": "opsy-gitops",
+        "created-by": "packer-builder-local",
+        "packer-repo": SEED_SPEC["builder"]["repoURL"],
+        "packer-repo-branch": "main",
+        "status": "active",
+        "create-timestamp": stamp,
+    }
+    pinned = register_built_ami(ec2_client(ec2_env), "pinned", tags=tags)
+    status = None
+    for _ in range(2):  # the first sync adopts it, the next finds it recorded
+        answer = sync(hook, request(parent(status=status)))
+        status = answer["status"]
+        assert answer["children"] == []
+        assert answer["status"]["lastRunBuiltImageID"] == pinned
+        (ready,) = [c for c in answer["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready["status"] == "True"
+        assert ready["message"] == f"AMI {pinned} is active until 9000-01-03T00:00:00Z"
+
+
+def test_a_job_with_times_past_the_calendar_is_answered_not_a_500(hook: str) -> None:
+    first = sync(hook, request(parent()))
+    (job,) = first["children"]
+    beyond = running(job)
+    beyond["metadata"]["creationTimestamp"] = PAST_THE_CALENDAR
+    beyond["status"]["startTime"] = PAST_THE_CALENDAR
+    answer = sync(hook, request(parent(status=first["status"]), [beyond]))
+    assert answer["children"] == [job]
+    assert answer["status"]["state"] == "JobRunning"
+    code, finalizing = post(f"{hook}/finalize", request(parent(status=answer["status"]), [beyond]))
+    assert code == 200
+    assert finalizing["finalized"] is False
+
+
 def test_failures_retry_up_to_the_limit(hook: str) -> None:
     spec = copy.deepcopy(SEED_SPEC)
     spec["maxNumberOfJobs"] = 2

@@ -346,6 +346,45 @@ def test_expiry_falls_back_to_ec2_creation_date_without_the_tag() -> None:
     assert len(body["children"]) == 1
 
 
+# A tag "pinning" an AMI, a clock gone wrong: beyond the span of time the hook computes with, never a crash.
+PAST_THE_CALENDAR = "9999-12-31T23:59:59-01:00"  # 10000-01-01T00:59:59Z once in UTC
+
+
+@pytest.mark.parametrize("stamp", ["9999-12-31T00:00:00Z", PAST_THE_CALENDAR])
+def test_an_ami_tagged_in_the_far_future_is_current_until_the_end_of_the_span(stamp: str) -> None:
+    pinned = managed_image("ami-0pinned", T0, extra={"create-timestamp": stamp})
+    body, decision = sync(request(parent()), AmiFacts(managed=(pinned,), base_image=BASE))
+    assert body["children"] == []
+    assert body["status"]["state"] == "AMIAdopted"
+    ready = condition(body, "Ready")
+    assert ready["status"] == "True"
+    assert ready["message"] == "AMI ami-0pinned is active until 9000-01-03T00:00:00Z"
+    assert body["status"]["nextBuildTime"] == "9000-01-03T00:00:00Z"
+    assert 0 < body["resyncAfterSeconds"] <= 300
+    assert decision.effects == ()
+
+
+def test_jobs_with_times_past_the_calendar_are_followed_and_recorded() -> None:
+    body, job = first_build()
+    beyond = running(job)
+    beyond["metadata"]["creationTimestamp"] = PAST_THE_CALENDAR
+    beyond["status"]["startTime"] = PAST_THE_CALENDAR
+    following, _ = sync(request(parent(status=body["status"]), [beyond]))
+    assert following["children"] == [job]
+    assert following["status"]["state"] == "JobRunning"
+
+    done = succeeded(job)
+    done["metadata"]["creationTimestamp"] = PAST_THE_CALENDAR
+    done["status"]["completionTime"] = PAST_THE_CALENDAR
+    recorded, decision = sync(
+        request(parent(status=following["status"]), [done], [build_pod(done, f"us-west-2:{BUILT}")]),
+        AmiFacts(base_image=BASE, built=(built_image(job),)),
+    )
+    assert recorded["status"]["jobStatus"] == "completed"
+    (tag,) = tagging(decision)
+    assert dict(tag.tags)["create-timestamp"] == "9000-01-01T00:00:00Z"
+
+
 # -- item 8: failures, backoff and the limit ----------------------------------------------------------------------
 
 

@@ -220,6 +220,16 @@ def test_deprecation_is_set_only_when_ec2_shows_another_time(
     assert bool(of(Deprecate, decision)) is expected
 
 
+def test_an_ami_pinned_in_the_far_future_gets_no_deprecation_time_ec2_would_refuse() -> None:
+    pinned = older(X86, 0, status="active", extra={"create-timestamp": "9999-12-31T00:00:00Z"})
+    req = request(parent(spec(retention={"deprecate": True})))
+    world = world_of(HookRequest.model_validate(req))
+    decision = decide(world, AmiFacts(managed=(pinned,), base_image=BASE), NOW)
+    assert decision.status.state == "AMIAdopted"
+    # More than ten years ahead: refused by EC2 on every sync, so never asked for.
+    assert of(Deprecate, decision) == []
+
+
 def test_deprecation_moment_rounds_to_the_nearest_minute() -> None:
     image = managed_image(X86, T0, extra={"create-timestamp": "2026-11-20T12:00:31Z"})
     assert deprecation_moment(image, timedelta(hours=1)) == T0.replace(hour=13, minute=1)
