@@ -26,6 +26,8 @@ DEPRECATION_NOT_SET = "DeprecationNotSet"
 PUBLISH_FAILED = "PublishFailed"
 RETENTION_SKIPPED = "RetentionSkipped"
 RETENTION_FAILED = "RetentionFailed"
+# AWS did not answer for a region other than spec.region: nothing is done there meanwhile.
+REGION_UNAVAILABLE = "RegionUnavailable"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from app.job import parse_termination_message, render_job
 from app.lifecycle import Plan, Published, newest, plan, report_conditions
 from app.observed import BuildReport, ObservedJob, Phase
 from app.outcome import ARTIFACT_GRACE, Kind, Outcome, built_tags, latest_outcome
-from app.spec import JobStatus, ObjectMeta, PackerBuilderSpec, PackerBuilderStatus, SpecError
+from app.spec import ImageRef, JobStatus, ObjectMeta, PackerBuilderSpec, PackerBuilderStatus, SpecError
 from app.tags import BASE_AMI, BUILD_ID, Image, Owner, format_timestamp, parse_timestamp
 from app.timing import ceil_seconds, retry_at, wake_after, window_start
 
@@ -160,7 +160,7 @@ def decide_finalize(world: World, facts: AmiFacts, now: datetime) -> Decision:
             # Nothing is removed: `retention.keep` is for a builder that goes on building, and what a
             # deleted builder leaves behind is the fleet's to launch from (README, deletion).
             effects = tuple(e for e in reconcile.plan.effects if not isinstance(e, Deregister))
-            status = status.model_copy(update={"images": reconcile.plan.images()})
+            status = status.model_copy(update={"images": reconcile.images()})
             pending = [a.reason for a in outcome.artifacts if a.kind is Kind.waiting] if outcome else []
             if outcome is not None and outcome.kind is Kind.waiting:
                 pending.insert(0, outcome.reason)
@@ -271,6 +271,12 @@ class _Reconcile:
         )
         return outcome
 
+    def images(self) -> list[ImageRef]:
+        """status.images: the plan's current AMIs, and, for a region AWS did not answer for, what the
+        status said (so the region is looked at again, and its AMIs stay listed, until AWS answers)."""
+        unknown = [ref for ref in self.previous.images if ref.region in self.facts.unavailable]
+        return sorted([*self.plan.images(), *unknown], key=lambda r: (r.region, r.architecture, r.imageID))
+
     def run(self) -> Decision:
         if self.facts.fault is not None:
             return self._fault(self.facts.fault)
@@ -320,7 +326,9 @@ class _Reconcile:
         """
         regions = self.facts.regions(self.region)
         built = {region: images.built for region, images in regions.items()}
-        outcome = latest_outcome(self.finished, self.world.reports, built, self.region, self.now)
+        outcome = latest_outcome(
+            self.finished, self.world.reports, built, self.region, self.now, self.facts.unavailable
+        )
         if outcome is None:
             return None
         job = outcome.job
@@ -330,7 +338,11 @@ class _Reconcile:
             # builder has no usable AMI, which is the world's news, not this build's.
             return None
         untagged = any(a.image.tags.get(BUILD_ID) != job.build_id for a in outcome.usable if a.image)
-        copying = any(a.kind is Kind.waiting for a in outcome.artifacts)
+        # A copy the status lists arrived and was recorded, even while AWS does not answer in its region.
+        listed = {(ref.region, ref.imageID) for ref in self.previous.images}
+        copying = any(
+            a.kind is Kind.waiting and (a.region, a.image_id) not in listed for a in outcome.artifacts
+        )
         # A copy that failed (or never appeared) after the build was recorded is news once.
         unreported = any(a.kind is Kind.failed for a in outcome.artifacts) and not cond.since(
             self.previous.conditions, cond.IMAGE_COPY_FAILED
@@ -436,6 +448,12 @@ class _Reconcile:
             message = f"Answering from old facts: {self.facts.stale}; no build starts until AWS answers"
             wanted.append(cond.true(cond.IMAGE_INDEX_STALE, message))
         wanted += self.plan.refusals
+        if self.facts.unavailable:
+            out = sorted(self.facts.unavailable.items())
+            message = "Nothing is tagged, published or removed until AWS answers in " + "; ".join(
+                f"{region} ({reason})" for region, reason in out
+            )
+            wanted.append(cond.true(cond.REGION_UNAVAILABLE, message))
         if self.plan.copy_failures:
             message = "Reported AMIs not usable: " + "; ".join(self.plan.copy_failures)
             wanted.append(cond.true(cond.IMAGE_COPY_FAILED, message))
@@ -452,7 +470,7 @@ class _Reconcile:
         return self.previous.model_copy(
             update={
                 "nextBuildTime": "",
-                "images": self.plan.images(),
+                "images": self.images(),
                 **fields,
                 "conditions": cond.merge(self.previous.conditions, [*wanted, *self._ambient()], self.stamp),
                 "observedGeneration": self.meta.generation,
@@ -762,11 +780,8 @@ class _Reconcile:
         elapsed = int((self.now - since).total_seconds()) if since is not None else 0
         floor = FAULT_RESYNC_MIN if fault.temporary else FAULT_RESYNC_MAX // 5
         resync = min(max(elapsed, floor), FAULT_RESYNC_MAX)
-        kind = "temporary" if fault.temporary else "permanent"
         # Dated now even on a first sync: the backoff counts from it.
-        aws = cond.true(
-            cond.AWS_ERROR, f"AWS {fault.code} ({kind}): {fault.message}", reason=fault.code, since=self.now
-        )
+        aws = cond.true(cond.AWS_ERROR, fault.describe(), reason=fault.code, since=self.now)
         kept = [c for c in self.previous.conditions if c.type != cond.AWS_ERROR]
         wanted = [Wanted(c.type, c.status, c.reason, c.message) for c in kept] + [aws]
         fields: dict[str, Any] = {}

@@ -15,6 +15,9 @@ class AwsFault:
     message: str
     temporary: bool
 
+    def describe(self) -> str:
+        return f"AWS {self.code} ({'temporary' if self.temporary else 'permanent'}): {self.message}"
+
 
 @dataclass(frozen=True)
 class RegionImages:
@@ -58,6 +61,9 @@ class AmiFacts:
     """Of each existing parameter in `parameters`: the builder (`namespace/name`) its tags record, or ""."""
     publish_prefix: str = ""
     """The only parameter path the hook may write (settings, the chart's hook.publishParameterPrefix)."""
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+    """Regions other than spec.region whose facts AWS did not give, each with why: in neither `elsewhere`
+    nor `parameters`, so nothing is known, and nothing may be done, there."""
 
     stale: str = ""
     """Why the managed-AMI facts may be old (the index has not been refreshed for a while); "" if fresh."""

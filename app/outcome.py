@@ -1,6 +1,6 @@
 """What the latest finished build produced, as far as its Pod and EC2 tell, and the tags that record it."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -78,7 +78,12 @@ def primary_order(image: Image) -> tuple[bool, str, str]:
     return (image.architecture != "x86_64", image.architecture, image.image_id)
 
 
-def _artifact(region: str, image_id: str, found: Mapping[str, Image], overdue: bool) -> Artifact:
+def _artifact(
+    region: str, image_id: str, found: Mapping[str, Image], overdue: bool, unavailable: Collection[str]
+) -> Artifact:
+    if region in unavailable:
+        # Neither there nor missing: unknown until AWS answers there again, however long that takes.
+        return Artifact(region, image_id, None, Kind.waiting, f"waiting for AWS to answer in {region}")
     image = found.get(image_id)
     if image is None:
         if overdue:
@@ -101,12 +106,14 @@ def latest_outcome(
     built: Mapping[str, Sequence[Image]],
     region: str,
     now: datetime,
+    unavailable: Collection[str] = (),
 ) -> Outcome | None:
     """The outcome of the last of `finished` (ordered oldest first); None when nothing has finished.
 
     `built` holds, per region, the reported AMIs as EC2 sees them. The build succeeds on its AMIs in
     `region` (spec.region): it waits while one of them is pending and fails when none is usable. AMIs in
-    other regions (copies) never change that; a missing or failed copy is reported beside it.
+    other regions (copies) never change that; a missing or failed copy is reported beside it, and one in
+    a region AWS did not answer for (`unavailable`) is waited for.
     """
     if not finished:
         return None
@@ -125,7 +132,7 @@ def latest_outcome(
     commit = termination_commit(report.message)
     found = {r: {i.image_id: i for i in images} for r, images in built.items()}
     artifacts = tuple(
-        _artifact(r, image_id, found.get(r, {}), overdue)
+        _artifact(r, image_id, found.get(r, {}), overdue, unavailable)
         for r, image_id in sorted(set(parse_termination_message(report.message)))
     )
     home = [a for a in artifacts if a.region == region]

@@ -1,7 +1,7 @@
 """The imperative shell around decide(): read the request, gather EC2 facts, decide, carry out the effects."""
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -99,6 +99,16 @@ def _parameters(
     return values, owners
 
 
+def _region_images(images: ImageSource, owner: Owner, region: str, reported: Sequence[str]) -> RegionImages:
+    found = images.managed_images(region, owner.management)
+    # A built AMI once tagged is among the managed ones: no second read for it.
+    known = {i.image_id: i for i in found}
+    unknown = [i for i in reported if i not in known]
+    fetched = images.images_by_id(region, unknown) if unknown else []
+    built = tuple(known[i] for i in reported if i in known) + tuple(fetched)
+    return RegionImages.of(owner, found, built)
+
+
 def gather(
     images: ImageSource,
     owner: Owner,
@@ -107,22 +117,40 @@ def gather(
     reports: Mapping[str, BuildReport],
     publish_prefix: str = "",
 ) -> AmiFacts:
-    """The AWS reads a decision needs (base ones cached); the first failure stops the rest (10 s budget)."""
+    """The AWS reads a decision needs (base ones cached), within the hook's 10 s budget.
+
+    A failure in spec.region stops the rest: nothing may be concluded then. A region the builder only
+    copies to fails alone: it is left out and named in `unavailable`, and so is one whose index has not
+    been refreshed for too long (its facts are as unknown as a failed read's), while spec.region decides.
+    """
     name = str(owner)
     effective_prefix = namespaced_prefix(publish_prefix, owner.namespace)
+    regions: dict[str, RegionImages] = {}
+    parameters: dict[tuple[str, str], str | None] = {}
+    owners: dict[tuple[str, str], str] = {}
+    unavailable: dict[str, str] = {}
     try:
-        regions = {}
         for region, ids in _regions(spec, status, reports).items():
-            found = images.managed_images(region, owner.management)
-            # A built AMI once tagged is among the managed ones: no second read for it.
-            known = {i.image_id: i for i in found}
-            unknown = [i for i in ids if i not in known]
-            fetched = images.images_by_id(region, unknown) if unknown else []
-            built = tuple(known[i] for i in ids if i in known) + tuple(fetched)
-            regions[region] = RegionImages.of(owner, found, built)
+            at_home = region == spec.region
+            stale = "" if at_home else images.stale(region)
+            if stale:
+                unavailable[region] = stale
+                continue
+            try:
+                found = _region_images(images, owner, region, ids)
+                # Read with the region's AMIs: a parameter not read is one retention cannot protect.
+                values, owned = _parameters(images, spec, status, {region: found}, effective_prefix)
+            except AwsError as error:
+                if at_home:
+                    raise
+                log.warning("AWS call failed for %s in copy region %s: %s", name, region, error)
+                unavailable[region] = _fault(error).describe()
+                continue
+            regions[region] = found
+            parameters |= values
+            owners |= owned
         source = base_source(spec)
         base = images.base_image(spec.region, source) if source is not None else None
-        parameters, owners = _parameters(images, spec, status, regions, effective_prefix)
     except AwsError as error:
         log.warning("AWS call failed for %s: %s", name, error)
         return AmiFacts(fault=_fault(error))
@@ -137,6 +165,7 @@ def gather(
         parameters=parameters,
         parameter_owners=owners,
         publish_prefix=effective_prefix,
+        unavailable=unavailable,
     )
 
 

@@ -84,6 +84,7 @@ def test_doc_names_every_retention_condition_and_its_table_lists_exactly_them() 
         "PublishFailed",
         "RetentionSkipped",
         "RetentionFailed",
+        "RegionUnavailable",
     }
     for kind in retention:
         assert f"`{kind}`" in text, kind

@@ -6,13 +6,15 @@ Used by the integration tests (tests/integration/test_index_hook.py) and by the 
 Point AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL_SSM at `url`. Every request is counted the moment it arrives
 by API as `service:Operation`:
 
-- the service is the one the request was signed for (the credential scope of its `Authorization` header);
+- the service (and the region) is the one the request was signed for (the credential scope of its
+  `Authorization` header);
 - the operation is the `Action` form field (EC2's query protocol, whose forms are kept: `forms`) or the
   part of the `X-Amz-Target` header after the dot (SSM's JSON protocol, `AmazonSSM.GetParameter`).
 
 Then the call may wait: while the proxy is held (`hold` until `release`), and for the delay of its service
 (`slow`). `held` says how many calls are waiting now, `held_total` how many ever waited, `held_spans` when.
-Then it is answered with a 503 if its operation is `failing`, else forwarded to the upstream endpoint as it
+Then it is answered with a 503 if its operation is `failing` (in one of the `failing_regions`, when
+that is set), else forwarded to the upstream endpoint as it
 came, over a kept-alive connection per proxy thread (a 502 if the upstream cannot be reached).
 """
 
@@ -46,19 +48,20 @@ _UNAVAILABLE = (
 Form = dict[str, list[str]]
 
 
-def _identify(headers: Any, body: bytes) -> tuple[str, str, Form]:
-    """The service and operation of one AWS request (`?` for a part that cannot be told), and its form."""
-    service = UNKNOWN
+def _identify(headers: Any, body: bytes) -> tuple[str, str, str, Form]:
+    """The region, service and operation of one AWS request (`?` for a part that cannot be told), and its
+    form."""
+    region = service = UNKNOWN
     authorization = headers.get("Authorization", "") or ""
     if "Credential=" in authorization:
         scope = authorization.split("Credential=", 1)[1].split(",", 1)[0].split("/")
         if len(scope) >= 4:
-            service = scope[3]
+            region, service = scope[2], scope[3]
     target = headers.get("X-Amz-Target", "") or ""
     if target:
-        return service, target.rsplit(".", 1)[-1], {}
+        return region, service, target.rsplit(".", 1)[-1], {}
     form = parse_qs(body.decode("utf-8", "replace"))
-    return service, form.get("Action", [UNKNOWN])[0], form
+    return region, service, form.get("Action", [UNKNOWN])[0], form
 
 
 def _operation_of(api: str) -> str:
@@ -79,6 +82,8 @@ class AwsProxy:
         self.upstream_port = parts.port or 80
         self.failing: frozenset[str] = frozenset()
         """Operations answered 503 instead of forwarded; ALL fails every one."""
+        self.failing_regions: frozenset[str] = frozenset()
+        """Where the `failing` operations fail; empty: in every region."""
         self.held = 0
         self.held_total = 0
         self.held_spans: list[tuple[float, float]] = []
@@ -179,7 +184,7 @@ class AwsProxy:
             else:
                 self._delays.pop(service, None)
 
-    def _arrived(self, service: str, operation: str, form: Form) -> bool:
+    def _arrived(self, region: str, service: str, operation: str, form: Form) -> bool:
         """Count the call, hold it as told; whether to fail it."""
         with self._lock:
             self._counts[f"{service}:{operation}"] += 1
@@ -199,7 +204,9 @@ class AwsProxy:
                 with self._lock:
                     self.held -= 1
                     self.held_spans.append((since, time.perf_counter()))
-        fail = ALL in self.failing or operation in self.failing
+        fail = (ALL in self.failing or operation in self.failing) and (
+            not self.failing_regions or region in self.failing_regions
+        )
         if fail:
             with self._lock:
                 self._failed[operation] += 1

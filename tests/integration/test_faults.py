@@ -1,7 +1,9 @@
 """EC2 faults injected for real under the running service: a build in flight is never lost, the hook answers
 within Metacontroller's 10 s timeout, and the status names the AWS error."""
 
+import copy
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,9 +13,12 @@ import pytest
 from app.ec2 import Ec2
 from app.main import create_app
 from app.settings import Settings
-from tests.aws import Sends, ec2_client, ec2_error, free_port, register_built_ami
+from app.tags import format_timestamp
+from tests.aws import REGION, Sends, ec2_client, ec2_error, free_port, register_built_ami, tags_of
 from tests.builders import build_pod, parent, request, running, succeeded
+from tests.fakes.aws_proxy import AwsProxy
 from tests.http import post, serve
+from tests.seed import SEED_SPEC
 
 # Production defaults: what a cluster would see.
 SETTINGS = Settings()
@@ -104,3 +109,73 @@ def test_tagging_failure_keeps_the_finished_job(ec2_env: str) -> None:
     assert [c["metadata"]["name"] for c in answer["children"]] == [job["metadata"]["name"]]
     assert answer["status"].get("jobStatus") != "completed"
     assert aws_error(answer)["reason"] == "RequestLimitExceeded"
+
+
+COPY_REGION = "eu-west-1"
+PARAMETER = "/platform/ami/eks-al2023"
+
+
+@pytest.fixture
+def proxy(ec2_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsProxy]:
+    """Every EC2 and SSM call of the hook goes through a proxy that can fail them in one region."""
+    with AwsProxy(ec2_env).running() as running:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", running.url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", running.url)
+        yield running
+
+
+def conditions(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in answer["status"]["conditions"]}
+
+
+@pytest.mark.parametrize("operation", ["DescribeImages", "GetParameter"])
+def test_an_outage_in_a_copy_region_degrades_only_that_region(
+    proxy: AwsProxy, ec2_env: str, operation: str
+) -> None:
+    """spec.region decides builds, Ready and expiry; the copy region's tags, parameter and retention wait."""
+    ec2, eu = ec2_client(ec2_env), ec2_client(ec2_env, COPY_REGION)  # straight to moto, not through the proxy
+    ssm_eu = boto3.session.Session().client("ssm", region_name=COPY_REGION, endpoint_url=ec2_env)
+    raw = copy.deepcopy(SEED_SPEC) | {"publish": {"ssmParameter": PARAMETER}, "retention": {"keep": 1}}
+    now = datetime.now(UTC)
+    with serve(create_app(SETTINGS, images=Ec2())) as url:
+        _, first = post(f"{url}/sync", request(parent(raw)))
+        (job,) = first["children"]
+        built = register_built_ami(ec2, "opsy-new")
+        copied = eu.copy_image(SourceImageId=built, SourceRegion=REGION, Name="opsy-new-copy")["ImageId"]
+        done = succeeded(job, now - timedelta(minutes=20), now - timedelta(minutes=1))
+        pod = build_pod(done, f"{REGION}:{built},{COPY_REGION}:{copied}")
+        _, recorded = post(f"{url}/sync", request(parent(raw, status=first["status"]), [done], [pod]))
+        assert tags_of(eu, copied)["status"] == "active"
+        assert ssm_eu.get_parameter(Name=PARAMETER)["Parameter"]["Value"] == copied
+
+        proxy.failing, proxy.failing_regions = frozenset({operation}), frozenset({COPY_REGION})
+        expired = format_timestamp(now - timedelta(hours=49))
+        ec2.create_tags(Resources=[built], Tags=[{"Key": "create-timestamp", "Value": expired}])
+        code, answer = post(f"{url}/sync", request(parent(raw, status=recorded["status"]), [done], [pod]))
+
+        assert code == 200, answer
+        assert proxy.failed(operation) >= 1
+        found = conditions(answer)
+        assert "AWSError" not in found
+        unavailable = found["RegionUnavailable"]
+        assert unavailable["status"] == "True"
+        assert COPY_REGION in unavailable["message"]
+        assert operation in unavailable["message"]
+        assert REGION not in unavailable["message"]
+        # spec.region decides: its AMI expired, Ready says so, and the rebuild starts there.
+        assert (found["Ready"]["status"], found["Ready"]["reason"]) == ("False", "AMIExpired")
+        assert answer["status"]["state"] == "JobCreation"
+        (rebuild,) = [c for c in answer["children"] if c["metadata"]["name"] != job["metadata"]["name"]]
+        assert answer["status"]["jobName"] == rebuild["metadata"]["name"]
+        # What the status knows of the region stays; nothing there was touched.
+        assert answer["status"]["images"] == recorded["status"]["images"]
+        assert tags_of(eu, copied)["status"] == "active"
+        assert ssm_eu.get_parameter(Name=PARAMETER)["Parameter"]["Value"] == copied
+
+        proxy.failing = frozenset()
+        code, again = post(
+            f"{url}/sync", request(parent(raw, status=answer["status"]), [done, running(rebuild)], [pod])
+        )
+        assert code == 200, again
+        assert "RegionUnavailable" not in conditions(again)
+        assert again["status"]["images"] == recorded["status"]["images"]

@@ -20,7 +20,7 @@ from app.settings import Settings
 from app.spec import parse_spec
 from app.tags import Owner, format_timestamp
 from tests.aws import REGION, ec2_client, free_port, register_built_ami
-from tests.builders import NAME, NAMESPACE, build_pod, parent, request, succeeded
+from tests.builders import NAME, NAMESPACE, build_pod, parent, request, running, succeeded
 from tests.fakes.aws_proxy import ALL, AwsProxy
 from tests.http import post, serve
 from tests.seed import SEED_SPEC
@@ -329,3 +329,56 @@ def test_a_failing_background_refresh_keeps_answering_from_the_last_good_index(
 
         proxy.failing = frozenset()
         until(lambda: not stale(), "a successful refresh to clear ImageIndexStale")
+
+
+def test_an_outage_in_a_copy_region_degrades_only_that_region_in_memory_and_exactly(
+    monkeypatch: pytest.MonkeyPatch, proxy: AwsProxy, ec2_env: str
+) -> None:
+    """The index answers from memory, the acting sync reads exactly: both say which region is out, and
+    spec.region goes on deciding builds, Ready and expiry."""
+    copy_region = "eu-west-1"
+    ec2, eu = ec2_client(ec2_env), ec2_client(ec2_env, copy_region)
+    # Refreshes every second (so the test's backdating shows), stale after two without success.
+    with hook(monkeypatch, proxy.url, index_refresh_seconds=1, index_stale_after_seconds=2) as url:
+        first = sync(url, request(parent()))
+        (job,) = first["children"]
+        built = register_built_ami(ec2, "opsy-new")
+        copied = eu.copy_image(SourceImageId=built, SourceRegion=REGION, Name="opsy-new-copy")["ImageId"]
+        now = datetime.now(UTC)
+        done = succeeded(job, now - timedelta(minutes=20), now - timedelta(minutes=1))
+        pod = build_pod(done, f"{REGION}:{built},{copy_region}:{copied}")
+        recorded = sync(url, request(parent(status=first["status"]), [done], [pod]))
+        assert [i["region"] for i in recorded["status"]["images"]] == [copy_region, REGION]
+
+        proxy.failing, proxy.failing_regions = frozenset({ALL}), frozenset({copy_region})
+        expired = format_timestamp(now - timedelta(hours=49))
+        ec2.create_tags(Resources=[built], Tags=[{"Key": "create-timestamp", "Value": expired}])
+        body = request(parent(status=recorded["status"]), [done], [pod])
+
+        def rebuilt() -> dict[str, Any] | None:
+            answer = sync(url, body)
+            assert condition(answer, "AWSError") is None, answer["status"]
+            return answer if answer["status"]["state"] == "JobCreation" else None
+
+        answer = until(rebuilt, "the expiry in spec.region to start a rebuild")
+        unavailable = condition(answer, "RegionUnavailable")
+        assert unavailable is not None
+        assert unavailable["status"] == "True"
+        assert copy_region in unavailable["message"]
+        assert condition(answer, "Ready")["reason"] == "AMIExpired"  # type: ignore[index]
+        assert answer["status"]["images"] == recorded["status"]["images"]
+        (rebuild,) = [c for c in answer["children"] if c["metadata"]["name"] != job["metadata"]["name"]]
+
+        # The running rebuild is followed from memory; once the region's index is stale, memory says so too.
+        following = request(parent(status=answer["status"]), [done, running(rebuild)], [pod])
+
+        def said(present: bool) -> dict[str, Any] | None:
+            got = sync(url, following)
+            assert got["status"]["state"] == "JobRunning", got["status"]
+            assert got["status"]["images"] == recorded["status"]["images"]
+            return got if (condition(got, "RegionUnavailable") is not None) is present else None
+
+        steady = until(lambda: said(True), "a steady sync to say the copy region is out")
+        assert copy_region in condition(steady, "RegionUnavailable")["message"]  # type: ignore[index]
+        proxy.failing = frozenset()
+        until(lambda: said(False), "the copy region's recovery to clear RegionUnavailable")

@@ -79,6 +79,7 @@ def finished_sync(
     parameters: dict[tuple[str, str], str | None] | None = None,
     now: datetime = NOW,
     owners: dict[tuple[str, str], str] | None = None,
+    unavailable: Mapping[str, str] | None = None,
 ) -> Decision:
     """The sync that sees the first build of `raw_spec` finished with this termination message.
 
@@ -98,6 +99,7 @@ def finished_sync(
         parameter_owners=owners
         if owners is not None
         else {key: str(OWNER) for key, value in (parameters or {}).items() if value is not None},
+        unavailable=unavailable or {},
     )
     return decide(world_of(HookRequest.model_validate(req)), facts, now)
 
@@ -582,6 +584,115 @@ def test_finalize_tags_what_is_usable_and_waits_for_a_copy_on_its_way() -> None:
     assert decision.finalized is False
     assert EU in decision.status.lastRunMessage
     assert [e.image_ids for e in of(TagImages, decision)] == [(X86,)]
+
+
+# -- a region AWS does not answer for ---------------------------------------------------------------------------
+
+
+OUT = {COPY: "AWS Unavailable (temporary): EC2 DescribeImages in eu-west-1: down"}
+DISTRIBUTED = {"retention": {"keep": 1, "deprecate": True}, "publish": {"ssmParameter": PARAMETER}}
+
+
+def region_unavailable(decision: Decision) -> str:
+    (found,) = [c for c in decision.status.conditions if c.type == "RegionUnavailable"]
+    assert found.status == "True"
+    return found.message
+
+
+def copy_recorded() -> tuple[dict[str, Any], str, Decision, Image]:
+    """A build that made an AMI in spec.region and a copy in COPY, both tagged and recorded."""
+    raw, message = spec(**DISTRIBUTED), f"{HOME}:{X86},{COPY}:{EU}"
+    first = finished_sync(raw, message, {HOME: (fresh(X86),), COPY: (fresh(EU),)})
+    home = next(e for e in of(TagImages, first) if e.region == HOME)
+    return raw, message, first, replace(fresh(X86), tags=dict(home.tags))
+
+
+def test_an_outage_in_a_copy_region_leaves_builds_ready_and_expiry_to_spec_region() -> None:
+    raw, message, first, tagged = copy_recorded()
+    expired_at = FINISHED + timedelta(hours=49)
+    facts = AmiFacts(managed=(tagged,), base_image=BASE, built=(tagged,), unavailable=OUT)
+
+    later = later_sync(raw, first, message, facts, expired_at)
+
+    assert later.status.state == "JobCreation"
+    (ready,) = [c for c in later.status.conditions if c.type == "Ready"]
+    assert (ready.status, ready.reason) == ("False", "AMIExpired")
+    assert len(later.children) == 2  # the finished build as history, and its successor
+    said = region_unavailable(later)
+    assert COPY in said
+    assert OUT[COPY] in said
+    assert not [c for c in later.status.conditions if c.type in ("AWSError", "ImageCopyFailed")]
+    # What the status knew of the region stays; nothing is planned there.
+    assert images(later) == images(first) == [(COPY, "x86_64", EU), (HOME, "x86_64", X86)]
+    assert [e for e in later.effects if e.region == COPY] == []
+
+
+def test_a_copy_made_during_an_outage_waits_for_its_region_however_long() -> None:
+    old_home = older("ami-0ddd0000000000008", 3, status="active")
+    raw, message = spec(**DISTRIBUTED), f"{HOME}:{X86},{COPY}:{EU}"
+    overdue = FINISHED + timedelta(hours=1)  # past the artifact grace: a missing copy would be a failure
+    first = finished_sync(
+        raw, message, {HOME: (fresh(X86),)}, {HOME: (old_home,)}, now=overdue, unavailable=OUT
+    )
+
+    assert first.status.state == "AMICreated"
+    assert {e.region for e in first.effects} == {HOME}
+    assert [c for c in first.status.conditions if c.type == "ImageCopyFailed"] == []
+    assert COPY in region_unavailable(first)
+    assert len(first.children) == 1  # kept: only its report names the copy
+    assert images(first) == [(HOME, "x86_64", X86)]
+
+    # The region answers again: the copy is tagged there like any other.
+    home = next(e for e in of(TagImages, first) if e.region == HOME and dict(e.tags)["status"] == "active")
+    tagged = replace(fresh(X86), tags=dict(home.tags))
+    back = AmiFacts(
+        managed=(tagged,), base_image=BASE, built=(tagged,), elsewhere={COPY: RegionImages((), (fresh(EU),))}
+    )
+    later = later_sync(raw, first, message, back, overdue + timedelta(hours=5))
+    assert [(e.region, e.image_ids) for e in of(TagImages, later) if e.region == COPY] == [(COPY, (EU,))]
+    assert images(later) == [(COPY, "x86_64", EU), (HOME, "x86_64", X86)]
+    assert [c for c in later.status.conditions if c.type == "RegionUnavailable"] == []
+
+
+@pytest.mark.parametrize(("now", "finalized"), [(NOW, False), (FINISHED + timedelta(hours=1), True)])
+def test_finalize_tags_spec_region_and_waits_for_a_copy_region_only_within_the_grace(
+    now: datetime, finalized: bool
+) -> None:
+    status, job = first_job(spec())
+    done = succeeded(job, finished=FINISHED)
+    req = request(parent(spec(), status=status), [done], [build_pod(done, f"{HOME}:{X86},{COPY}:{EU}")])
+    facts = AmiFacts(built=(fresh(X86),), unavailable=OUT)
+
+    decision = decide_finalize(world_of(HookRequest.model_validate(req)), facts, now)
+
+    assert decision.finalized is finalized
+    assert [(e.region, e.image_ids) for e in of(TagImages, decision)] == [(HOME, (X86,))]
+    assert images(decision) == [(HOME, "x86_64", X86)]
+    if not finalized:
+        assert decision.status.lastRunMessage.endswith(f"waiting for AWS to answer in {COPY}")
+
+
+def test_a_steady_builder_says_a_copy_region_is_out_without_acting() -> None:
+    raw, _, first, tagged = copy_recorded()
+    status = json.loads(json.dumps(_response(first)))["status"]
+    req = request(parent(raw, status=status))
+    world = world_of(HookRequest.model_validate(req))
+    parameters: dict[tuple[str, str], str | None] = {(HOME, PARAMETER): X86}
+    deprecated = replace(tagged, deprecation_time=deprecation_moment(tagged, timedelta(hours=48)))
+    facts = AmiFacts(
+        managed=(deprecated,),
+        base_image=BASE,
+        parameters=parameters,
+        parameter_owners={(HOME, PARAMETER): str(OWNER)},
+        unavailable=OUT,
+    )
+
+    decision = decide(world, facts, NOW + timedelta(minutes=5))
+
+    assert decision.status.state == "AMICreated"
+    assert COPY in region_unavailable(decision)
+    assert images(decision) == images(first)
+    assert acts(world, decision) is False
 
 
 # -- which answers act (and so are decided again on exact facts) -----------------------------------------------
