@@ -16,7 +16,7 @@ from app.build import ANNOTATION_COMMAND, BuildPlan, plan_build
 from app.children import as_desired, kept_jobs, sorted_children
 from app.conditions import Wanted
 from app.durations import parse_duration
-from app.effects import Deregister, Effect, Report
+from app.effects import Deregister, Effect, Report, Unpublish
 from app.facts import AmiFacts, AwsFault
 from app.freshness import BaseCheck, check_base
 from app.job import parse_termination_message, render_job
@@ -133,8 +133,8 @@ def needs_facts_to_finalize(world: World) -> bool:
 
 def decide_finalize(world: World, facts: AmiFacts, now: datetime) -> Decision:
     """Rule 11: let running builds finish (Packer must clean up its EC2 resources), record the last one's
-    AMIs (tags, retirement, deprecation time, publishing: what a sync would carry out, except removals),
-    then release the parent.
+    AMIs (tags, retirement, deprecation time, publishing: what a sync would carry out, except removing an
+    AMI or a parameter), then release the parent.
 
     Waiting is bounded: an AMI that stays pending, or AWS that stays unreachable, for longer than
     ARTIFACT_GRACE after the build finished no longer holds up the deletion.
@@ -157,9 +157,10 @@ def decide_finalize(world: World, facts: AmiFacts, now: datetime) -> Decision:
         elif facts.fault is None:
             outcome = reconcile.settle()
             # What is usable is tagged now; a copy still on its way is waited for like the AMI itself.
-            # Nothing is removed: `retention.keep` is for a builder that goes on building, and what a
-            # deleted builder leaves behind is the fleet's to launch from (README, deletion).
-            effects = tuple(e for e in reconcile.plan.effects if not isinstance(e, Deregister))
+            # Nothing is removed, no AMI (`retention.keep`) and no parameter: that housekeeping is for a
+            # builder that goes on building, and what a deleted one leaves behind is the fleet's to launch
+            # from (README, deletion).
+            effects = tuple(e for e in reconcile.plan.effects if not isinstance(e, Deregister | Unpublish))
             status = status.model_copy(update={"images": reconcile.images()})
             pending = [a.reason for a in outcome.artifacts if a.kind is Kind.waiting] if outcome else []
             if outcome is not None and outcome.kind is Kind.waiting:

@@ -482,8 +482,15 @@ def test_a_build_that_finished_during_deletion_is_tagged_before_the_builder_goes
     done = succeeded(job, finished=FINISHED)
     req = request(parent(raw, status=status), [done], [build_pod(done, f"{HOME}:{X86}")])
     world = world_of(HookRequest.model_validate(req))
-    previous = older("ami-0old0000000000001", 1, status="active")
-    facts = AmiFacts(managed=(previous, older("ami-0old0000000000002", 2)), built=(fresh(X86),))
+    # The builder made x86_64 and arm64 before; the build that finished during deletion made x86_64 only.
+    olds = (older(OLD_X86, 1, status="active"), older(OLD_ARM, 1, status="active", arch="arm64"))
+    names = {PARAMETER: OLD_X86, f"{PARAMETER}/x86_64": OLD_X86, f"{PARAMETER}/arm64": OLD_ARM}
+    facts = AmiFacts(
+        managed=(*olds, older("ami-0old0000000000003", 2)),
+        built=(fresh(X86),),
+        parameters={(HOME, name): value for name, value in names.items()},
+        parameter_owners={(HOME, name): str(OWNER) for name in names},
+    )
 
     decision = decide_finalize(world, facts, NOW)
 
@@ -491,10 +498,13 @@ def test_a_build_that_finished_during_deletion_is_tagged_before_the_builder_goes
     tag, retire = of(TagImages, decision)
     assert tag.image_ids == (X86,)
     assert dict(tag.tags)["build-id"] == build_id_of(job)
-    assert (retire.image_ids, dict(retire.tags)) == ((previous.image_id,), {"status": "deprecated"})
-    assert [(p.region, p.parameter, p.image_id) for p in of(Publish, decision)] == [(HOME, PARAMETER, X86)]
-    # keep: 1 is for a builder that goes on building: one being deleted removes nothing (README, deletion).
+    assert (retire.image_ids, dict(retire.tags)) == ((OLD_X86, OLD_ARM), {"status": "deprecated"})
+    published = [(p.region, p.parameter, p.image_id) for p in of(Publish, decision)]
+    assert published == [(HOME, PARAMETER, X86), (HOME, f"{PARAMETER}/x86_64", X86)]
+    # keep: 1 and stale names are for a builder that goes on building: one being deleted removes nothing,
+    # no AMI and no parameter (README, deletion).
     assert of(Deregister, decision) == []
+    assert of(Unpublish, decision) == []
     assert images(decision) == [(HOME, "x86_64", X86)]
 
 
