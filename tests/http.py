@@ -18,6 +18,9 @@ from tests.aws import free_port
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+START_DEADLINE = 60.0
+
+
 @contextmanager
 def serve(app: FastAPI, port: int | None = None) -> Iterator[str]:
     """The app's base URL while uvicorn serves it on `port` (default: a free one)."""
@@ -25,7 +28,8 @@ def serve(app: FastAPI, port: int | None = None) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    # Start-up imports and builds the app on a busy CI core: seen taking over 10 s at a load average of 4.5.
+    deadline = time.monotonic() + START_DEADLINE
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
