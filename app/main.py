@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import logs, openapi, reconcile
 from app.build import LABEL_OWNER_UID
-from app.decide import Decision, World
+from app.decision import Decision, World
 from app.ec2 import Ec2, ImageSource
 from app.effects import describe
 from app.hooks import (

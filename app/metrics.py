@@ -21,30 +21,21 @@ from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from app import conditions as cond
-from app.decide import (
-    STATE_AMI_ADOPTED,
-    STATE_AMI_CREATED,
-    STATE_INVALID,
-    STATE_JOB_CREATION,
-    STATE_JOB_FAILED,
-    STATE_JOB_RUNNING,
-    STATE_MAX_FAILED,
-    STATE_NO_BASE,
-    Decision,
-)
+from app.decision import Decision
 from app.spec import ConditionStatus
+from app.states import State
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _OUTCOMES = {
-    STATE_AMI_CREATED: "ready",
-    STATE_AMI_ADOPTED: "ready",
-    STATE_JOB_CREATION: "building",
-    STATE_JOB_RUNNING: "building",
-    STATE_JOB_FAILED: "failed",
-    STATE_MAX_FAILED: "failed",
-    STATE_NO_BASE: "failed",
-    STATE_INVALID: "invalid",
+    State.AMI_CREATED: "ready",
+    State.AMI_ADOPTED: "ready",
+    State.JOB_CREATION: "building",
+    State.JOB_RUNNING: "building",
+    State.JOB_FAILED: "failed",
+    State.MAX_FAILED: "failed",
+    State.BASE_IMAGE_NOT_FOUND: "failed",
+    State.INVALID_SPEC: "invalid",
 }
 _THROTTLING = frozenset(
     {"RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequestsException"}
@@ -55,7 +46,8 @@ def outcome_of(decision: Decision) -> str:
     """The `outcome` label of a sync: ready, building, waiting, failed, invalid or aws_error."""
     if any(c.type == cond.AWS_ERROR and c.status == ConditionStatus.true for c in decision.status.conditions):
         return "aws_error"
-    return _OUTCOMES.get(decision.status.state, "waiting")
+    state = decision.status.state
+    return _OUTCOMES.get(State(state), "waiting") if state in State.__members__.values() else "waiting"
 
 
 @dataclass

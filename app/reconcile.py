@@ -7,15 +7,8 @@ from datetime import datetime
 
 from app.base_image import base_source
 from app.carry_out import carry_out
-from app.decide import (
-    Decision,
-    World,
-    acts,
-    decide,
-    decide_finalize,
-    needs_facts_to_finalize,
-    with_reports,
-)
+from app.decide import acts, decide, decide_finalize, needs_facts_to_finalize, with_reports
+from app.decision import Decision, World
 from app.ec2 import AwsError, ImageSource
 from app.effects import Claim, Result
 from app.facts import AmiFacts, AwsFault, RegionImages

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.build import LABEL_BUILD_ID, PACKER_CONTAINER
-from app.decide import Decision
+from app.decision import Decision
 from app.effects import TagImages
 from app.spec import PackerBuilderSpec, parse_spec
 from app.tags import Image, Owner, format_timestamp

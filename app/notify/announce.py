@@ -11,7 +11,7 @@ from typing import Any
 
 from app import conditions as cond
 from app.conditions import Wanted
-from app.decide import News, World, transition_time
+from app.decision import News, World, transition_time
 from app.notify.channels import configured, resolve
 from app.notify.events import Event, events
 from app.notify.targets import Resolved, SecretData, Target, notifier_of

@@ -12,9 +12,10 @@ from enum import StrEnum
 from typing import Any
 
 from app.conditions import INVALID_SPEC, MAX_FAILED_JOBS, READY
-from app.decide import STATE_AMI_ADOPTED, STATE_INVALID, STATE_MAX_FAILED, News
+from app.decision import News
 from app.observed import ObservedJob, Phase
 from app.spec import Condition, JobStatus, ObjectMeta, PackerBuilderSpec, PackerBuilderStatus
+from app.states import State
 
 EXPIRED_REASON = "AMIExpired"
 NO_NEWS = News()
@@ -76,8 +77,8 @@ def events(
 
     if spec is None:
         problem = _message(new.conditions, INVALID_SPEC)
-        if new.state == STATE_INVALID and (
-            old.state != STATE_INVALID or _message(old.conditions, INVALID_SPEC) != problem
+        if new.state == State.INVALID_SPEC and (
+            old.state != State.INVALID_SPEC or _message(old.conditions, INVALID_SPEC) != problem
         ):
             occurrence = f"generation {meta.generation}: {problem}"
             return [event(Kind.invalid, occurrence, detail=problem)]
@@ -152,7 +153,7 @@ def events(
             )
         )
 
-    if new.state == STATE_MAX_FAILED and old.state != STATE_MAX_FAILED:
+    if new.state == State.MAX_FAILED and old.state != State.MAX_FAILED:
         found.append(
             event(
                 Kind.exhausted,
@@ -164,8 +165,8 @@ def events(
             )
         )
 
-    if new.state == STATE_AMI_ADOPTED and (
-        old.state != STATE_AMI_ADOPTED or old.lastRunBuiltImageID != new.lastRunBuiltImageID
+    if new.state == State.AMI_ADOPTED and (
+        old.state != State.AMI_ADOPTED or old.lastRunBuiltImageID != new.lastRunBuiltImageID
     ):
         found.append(
             event(

@@ -15,6 +15,7 @@ from app.hooks import HookRequest
 from app.main import _response
 from app.reconcile import world_of
 from app.spec import JobStatus, parse_spec
+from app.states import TABLE, State
 from app.tags import Image, format_timestamp
 from tests.builders import T0, base_image, build_pod, parent, request, running, succeeded
 from tests.deploy.manifests import (
@@ -276,12 +277,19 @@ def test_freshness_doc_summarises_the_ssm_example() -> None:
         assert SSM_EXAMPLE in doc.read_text(), doc.name
 
 
-def test_freshness_doc_lists_every_state_the_hook_writes() -> None:
-    states = {value for name, value in vars(decide).items() if name.startswith("STATE_")}
-    documented = set()
-    for cell in _table_after(FRESHNESS.read_text(), "### States"):
-        documented |= set(re.findall(r"`(\w+)`", cell))
-    assert documented == states
+def state_table() -> str:
+    """app.states.TABLE as docs/freshness.md shows it."""
+    lines = [
+        "| State | Meaning | Which facts lead to it | Ready | The hook looks again |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| `{r.state.value}` | {r.means} | {r.when} | {r.ready} | {r.again} |" for r in TABLE]
+    return "\n".join(lines) + "\n"
+
+
+def test_freshness_doc_shows_the_state_table_of_the_code() -> None:
+    """docs/freshness.md's state table is app.states.TABLE, row for row, in the order classify asks."""
+    assert "### States\n\n" + state_table() in FRESHNESS.read_text()
 
 
 def test_freshness_doc_names_real_conditions() -> None:
@@ -316,13 +324,13 @@ def test_watch_sample_has_the_crd_printer_columns() -> None:
 
 
 def test_watch_sample_shows_states_of_a_first_build_in_order() -> None:
-    states = {value for name, value in vars(decide).items() if name.startswith("STATE_")}
+    states = set(State)
     _, rows = _watch_sample()
     assert all(row["STATE"] in states for row in rows), [row["STATE"] for row in rows]
     assert [row["STATE"] for row in rows] == [
-        decide.STATE_JOB_CREATION,
-        decide.STATE_JOB_RUNNING,
-        decide.STATE_AMI_CREATED,
+        State.JOB_CREATION,
+        State.JOB_RUNNING,
+        State.AMI_CREATED,
     ]
     assert {row["NAME"] for row in rows} == {load_yaml(EXAMPLES / "packerbuilder.yaml")["metadata"]["name"]}
 

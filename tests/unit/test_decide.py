@@ -10,7 +10,8 @@ import pytest
 
 from app.base_image import BaseImageMissing
 from app.children import as_desired
-from app.decide import Decision, decide, decide_finalize
+from app.decide import decide, decide_finalize
+from app.decision import Decision
 from app.effects import TagImages
 from app.facts import AmiFacts, AwsFault
 from app.hooks import HookRequest

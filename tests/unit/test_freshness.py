@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from app.base_image import BaseImageMissing
-from app.decide import Decision, decide
+from app.decide import decide
+from app.decision import Decision
 from app.facts import AmiFacts
 from app.hooks import HookRequest
 from app.main import _response

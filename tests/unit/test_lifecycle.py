@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from app.decide import Decision, acts, decide, decide_finalize, with_reports
+from app.decide import acts, decide, decide_finalize, with_reports
+from app.decision import Decision
 from app.effects import Deprecate, Deregister, Publish, Report, Result, TagImages, Unpublish
 from app.facts import AmiFacts, RegionImages
 from app.hooks import HookRequest

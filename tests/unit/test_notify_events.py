@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.decide import News
+from app.decision import News
 from app.notify.events import NO_NEWS, Event, Kind, events
 from app.observed import ObservedJob, Phase
 from app.spec import (

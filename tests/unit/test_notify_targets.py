@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from app import reconcile
-from app.decide import Decision
+from app.decision import Decision
 from app.hooks import HookRequest
 from app.notify.announce import NOTIFIER_READY, Announcement
 from app.notify.aws import SesTarget, SnsTarget
