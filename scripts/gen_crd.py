@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from app import spec  # noqa: E402
+from app.states import column_description  # noqa: E402
 from scripts.generated import write_or_check  # noqa: E402
 
 OUTPUTS = (
@@ -47,7 +48,7 @@ SHORT_NAMES = ["pb"]
 VERSION = spec.API_VERSION.split("/", 1)[1]
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {"name": "State", "type": "string", "jsonPath": ".status.state"},
+    {"name": "State", "type": "string", "jsonPath": ".status.state", "description": column_description()},
     {"name": "Base AMI", "type": "string", "jsonPath": ".status.lastRunBaseImageID"},
     {"name": "Built AMI", "type": "string", "jsonPath": ".status.lastRunBuiltImageID"},
     {"name": "Job Status", "type": "string", "jsonPath": ".status.jobStatus"},
