@@ -35,10 +35,14 @@ class FakeEc2:
     def stale(self, region: str) -> str:
         return ""
 
-    def __init__(self, users: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, users: Mapping[str, str] | None = None, launched: Mapping[str, datetime] | None = None
+    ) -> None:
         self.users = dict(users or {})
+        self.launched = dict(launched or {})
         self.calls: list[Call] = []
         self.snapshot_tags: list[dict[str, str]] = []
+        self.image_tags: list[dict[str, str]] = []
         self._failures: dict[tuple[str, str], AwsError] = {}
 
     def fail(self, method: str, code: str, on: str = "*", *, temporary: bool = False) -> "FakeEc2":
@@ -67,7 +71,24 @@ class FakeEc2:
         raise AssertionError("carry_out only writes")
 
     def tag_images(self, region: str, image_ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        self.image_tags.append(dict(tags))
         self._call("tag_images", region, *image_ids)
+
+    def untag_images(self, region: str, image_ids: Sequence[str], keys: Sequence[str]) -> None:
+        self._call("untag_images", region, *image_ids, *keys)
+
+    def last_launched(self, region: str, image_id: str) -> datetime | None:
+        self._call("last_launched", region, image_id)
+        return self.launched.get(image_id)
+
+    def disable_image(self, region: str, image_id: str) -> None:
+        self._call("disable_image", region, image_id)
+
+    def enable_image(self, region: str, image_id: str) -> None:
+        self._call("enable_image", region, image_id)
+
+    def set_deregistration_protection(self, region: str, image_id: str, enabled: bool) -> None:
+        self._call("protect" if enabled else "unprotect", region, image_id)
 
     def enable_deprecation(self, region: str, image_id: str, at: datetime) -> None:
         self._call("enable_deprecation", region, image_id)
