@@ -16,7 +16,7 @@ from app.build import ANNOTATION_COMMAND, BuildPlan, plan_build
 from app.children import as_desired, kept_jobs, sorted_children
 from app.conditions import Wanted
 from app.durations import parse_duration
-from app.effects import Deregister, Effect, Report, Unpublish
+from app.effects import Deregister, Disable, Effect, Report, Unpublish
 from app.facts import AmiFacts, AwsFault
 from app.freshness import BaseCheck, check_base
 from app.job import parse_termination_message, render_job
@@ -157,10 +157,12 @@ def decide_finalize(world: World, facts: AmiFacts, now: datetime) -> Decision:
         elif facts.fault is None:
             outcome = reconcile.settle()
             # What is usable is tagged now; a copy still on its way is waited for like the AMI itself.
-            # Nothing is removed, no AMI (`retention.keep`) and no parameter: that housekeeping is for a
+            # Nothing is removed (nor disabled, removal's first stage), no AMI and no parameter: that is for a
             # builder that goes on building, and what a deleted one leaves behind is the fleet's to launch
             # from (README, deletion).
-            effects = tuple(e for e in reconcile.plan.effects if not isinstance(e, Deregister | Unpublish))
+            effects = tuple(
+                e for e in reconcile.plan.effects if not isinstance(e, Disable | Deregister | Unpublish)
+            )
             status = status.model_copy(update={"images": reconcile.images()})
             pending = [a.reason for a in outcome.artifacts if a.kind is Kind.waiting] if outcome else []
             if outcome is not None and outcome.kind is Kind.waiting:
@@ -455,6 +457,8 @@ class _Reconcile:
                 f"{region} ({reason})" for region, reason in out
             )
             wanted.append(cond.true(cond.REGION_UNAVAILABLE, message))
+        if self.plan.waiting:
+            wanted.append(cond.true(cond.RETENTION_PENDING, f"Waiting: {self.plan.waiting}"))
         if self.plan.copy_failures:
             message = "Reported AMIs not usable: " + "; ".join(self.plan.copy_failures)
             wanted.append(cond.true(cond.IMAGE_COPY_FAILED, message))
