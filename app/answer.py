@@ -95,6 +95,8 @@ def ambient(s: Situation) -> list[Wanted]:
             f"{region} ({reason})" for region, reason in out
         )
         wanted.append(cond.true(cond.REGION_UNAVAILABLE, message))
+    if s.plan.waiting:
+        wanted.append(cond.true(cond.RETENTION_PENDING, f"Waiting: {s.plan.waiting}"))
     if s.plan.copy_failures:
         message = "Reported AMIs not usable: " + "; ".join(s.plan.copy_failures)
         wanted.append(cond.true(cond.IMAGE_COPY_FAILED, message))

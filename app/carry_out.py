@@ -2,15 +2,31 @@
 
 Tagging comes first and is all-or-nothing: when it fails the AwsError propagates and nothing later runs
 (an older AMI is never retired, published over or removed before its successor is tagged). Every later
-effect fails alone: it is reported, logged and due again on the next sync, and the others go on.
+effect fails alone: it is reported, logged and due again on the next sync, and the others go on. A removal
+step (disable, deregister) is checked just before it is taken: in use, last launched; the decision which
+step is due is the plan's (app.removal), not made here.
 """
 
 import logging
 from collections.abc import Sequence
 
 from app.ec2 import AwsError, ImageSource
-from app.effects import Claim, Deprecate, Deregister, Effect, Publish, Report, Result, TagImages, Unpublish
-from app.tags import CREATED_BY_NAMESPACE, format_timestamp
+from app.effects import (
+    Claim,
+    Deprecate,
+    Deregister,
+    Disable,
+    Effect,
+    Enable,
+    Protect,
+    Publish,
+    Report,
+    Result,
+    Step,
+    TagImages,
+    Unpublish,
+)
+from app.tags import CREATED_BY_NAMESPACE, DISABLED_AT, format_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +44,19 @@ def carry_out(aws: ImageSource, effects: Sequence[Effect], builder: str) -> list
             aws.tag_images(effect.region, effect.image_ids, dict(effect.tags))
             log.info("tagged %s in %s for %s", ",".join(effect.image_ids), effect.region, builder)
             reports.append(Report(effect, Result.done))
-        elif isinstance(effect, Deregister):
-            # Asked at the first removal, after all tagging: nothing is queried when tagging fails.
+        elif isinstance(effect, Disable | Deregister):
+            # Asked at the first removal step, after all tagging: nothing is queried when tagging fails.
             if in_use is None:
-                in_use = _InUse(aws, [e for e in effects if isinstance(e, Deregister) and e.skip_in_use])
-            reports.append(_deregister(aws, effect, in_use, builder))
+                in_use = _InUse(
+                    aws, [e for e in effects if isinstance(e, Disable | Deregister) and e.skip_in_use]
+                )
+            held = _held(aws, effect, in_use, builder)
+            if held is not None:
+                reports.append(held)
+            elif isinstance(effect, Disable):
+                reports.append(_disable(aws, effect, builder))
+            else:
+                reports.append(_deregister(aws, effect, builder))
         else:
             reports.append(_attempt(aws, effect, builder))
     return reports
@@ -55,9 +79,24 @@ def _claim(aws: ImageSource, effect: Claim, builder: str) -> Report:
     return Report(effect, Result.done)
 
 
-def _attempt(aws: ImageSource, effect: Deprecate | Publish | Unpublish, builder: str) -> Report:
+def _attempt(
+    aws: ImageSource, effect: Deprecate | Enable | Publish | Unpublish | Protect, builder: str
+) -> Report:
     try:
-        if isinstance(effect, Deprecate):
+        if isinstance(effect, Enable):
+            aws.enable_image(effect.region, effect.image_id)
+            aws.untag_images(effect.region, [effect.image_id], [DISABLED_AT])
+            log.info("enabled %s in %s for %s: %s", effect.image_id, effect.region, builder, effect.reason)
+        elif isinstance(effect, Protect):
+            aws.set_deregistration_protection(effect.region, effect.image_id, effect.enabled)
+            log.info(
+                "deregistration protection of %s in %s turned %s for %s",
+                effect.image_id,
+                effect.region,
+                "on" if effect.enabled else "off",
+                builder,
+            )
+        elif isinstance(effect, Deprecate):
             aws.enable_deprecation(effect.region, effect.image_id, effect.at)
             log.info(
                 "deprecation time of %s in %s set to %s for %s",
@@ -90,9 +129,9 @@ def _attempt(aws: ImageSource, effect: Deprecate | Publish | Unpublish, builder:
 
 
 class _InUse:
-    """Which AMIs about to be removed are used: one query per region, before anything is removed."""
+    """Which AMIs about to be disabled or removed are used: one query per region, before any step is taken."""
 
-    def __init__(self, aws: ImageSource, removals: Sequence[Deregister]) -> None:
+    def __init__(self, aws: ImageSource, removals: Sequence[Step]) -> None:
         self.users: dict[tuple[str, str], str] = {}
         self.unknown: dict[str, str] = {}
         for region in sorted({e.region for e in removals}):
@@ -104,9 +143,12 @@ class _InUse:
             self.users |= {(region, image_id): user for image_id, user in found.items()}
 
 
-def _deregister(aws: ImageSource, effect: Deregister, in_use: _InUse, builder: str) -> Report:
+def _held(aws: ImageSource, effect: Step, in_use: _InUse, builder: str) -> Report | None:
+    """Why the step must not be taken now (used, or launched within unusedFor), or None to take it.
+
+    Unknown counts as used: never disable or remove what might be running or launched.
+    """
     if effect.skip_in_use and effect.region in in_use.unknown:
-        # Unknown counts as used: never remove what might be running.
         log.warning(
             "kept %s in %s for %s: could not check its use: %s",
             effect.image_id,
@@ -119,6 +161,47 @@ def _deregister(aws: ImageSource, effect: Deregister, in_use: _InUse, builder: s
     if user is not None:
         log.info("kept %s in %s for %s: used by %s", effect.image_id, effect.region, builder, user)
         return Report(effect, Result.skipped, f"used by {user}")
+    if effect.unused_since is None:
+        return None
+    try:
+        launched = aws.last_launched(effect.region, effect.image_id)
+    except AwsError as error:
+        log.warning(
+            "kept %s in %s for %s: could not read its last launch: %s",
+            effect.image_id,
+            effect.region,
+            builder,
+            error,
+        )
+        return Report(effect, Result.failed, f"could not check when it was last launched: {_detail(error)}")
+    if launched is not None and launched > effect.unused_since:
+        stamp = format_timestamp(launched)
+        log.info("kept %s in %s for %s: last launched %s", effect.image_id, effect.region, builder, stamp)
+        return Report(effect, Result.skipped, f"last launched {stamp}, within retention.unusedFor")
+    return None
+
+
+def _disable(aws: ImageSource, effect: Disable, builder: str) -> Report:
+    """Record the time first: an AMI disabled without it would start its clock again on a later sync."""
+    try:
+        aws.tag_images(effect.region, [effect.image_id], {DISABLED_AT: format_timestamp(effect.at)})
+        if not effect.already_disabled:
+            aws.disable_image(effect.region, effect.image_id)
+    except AwsError as error:
+        log.warning("could not disable %s in %s for %s: %s", effect.image_id, effect.region, builder, error)
+        return Report(effect, Result.failed, _detail(error))
+    log.info(
+        "%s %s in %s for %s: %s",
+        "recorded the disabling of" if effect.already_disabled else "disabled",
+        effect.image_id,
+        effect.region,
+        builder,
+        effect.reason,
+    )
+    return Report(effect, Result.done)
+
+
+def _deregister(aws: ImageSource, effect: Deregister, builder: str) -> Report:
     try:
         if effect.snapshot_ids:
             aws.tag_snapshots(effect.region, effect.snapshot_ids, dict(effect.snapshot_tags))

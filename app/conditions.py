@@ -20,12 +20,14 @@ SCHEDULED = "Scheduled"
 SUSPENDED = "Suspended"
 # The shared AMI index answered from values older than INDEX_STALE_AFTER_SECONDS.
 IMAGE_INDEX_STALE = "ImageIndexStale"
-# Retention and distribution (app.lifecycle): present only while something did not happen.
+# Retention and distribution (app.lifecycle): present only while something did not happen or waits.
 IMAGE_COPY_FAILED = "ImageCopyFailed"
 DEPRECATION_NOT_SET = "DeprecationNotSet"
 PUBLISH_FAILED = "PublishFailed"
 RETENTION_SKIPPED = "RetentionSkipped"
 RETENTION_FAILED = "RetentionFailed"
+RETENTION_PENDING = "RetentionPending"
+PROTECTION_NOT_SET = "ProtectionNotSet"
 # AWS did not answer for a region other than spec.region: nothing is done there meanwhile.
 REGION_UNAVAILABLE = "RegionUnavailable"
 

@@ -18,7 +18,7 @@ from app.children import as_desired, sorted_children
 from app.conditions import Wanted
 from app.decision import Decision, World, recorded_time, transition_time
 from app.due import retry, window_opens
-from app.effects import Deregister, Effect, Report, Unpublish
+from app.effects import Deregister, Disable, Effect, Report, Unpublish
 from app.facts import AmiFacts, AwsFault
 from app.handlers import HANDLERS, WAITING_RESYNC, ami_state
 from app.history import running_fields
@@ -112,10 +112,10 @@ def decide_finalize(world: World, facts: AmiFacts, now: datetime) -> Decision:
         elif facts.fault is None:
             outcome = s.outcome
             # What is usable is tagged now; a copy still on its way is waited for like the AMI itself.
-            # Nothing is removed, no AMI (`retention.keep`) and no parameter: that housekeeping is for a
+            # Nothing is removed (nor disabled, removal's first stage), no AMI and no parameter: that is for a
             # builder that goes on building, and what a deleted one leaves behind is the fleet's to launch
             # from (README, deletion).
-            effects = tuple(e for e in s.plan.effects if not isinstance(e, Deregister | Unpublish))
+            effects = tuple(e for e in s.plan.effects if not isinstance(e, Disable | Deregister | Unpublish))
             status = status.model_copy(update={"images": images(s)})
             pending = [a.reason for a in outcome.artifacts if a.kind is Kind.waiting] if outcome else []
             if outcome is not None and outcome.kind is Kind.waiting:

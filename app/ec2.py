@@ -103,6 +103,16 @@ class ImageSource(Protocol):
 
     def images_in_use(self, region: str, image_ids: Sequence[str]) -> dict[str, str]: ...
 
+    def last_launched(self, region: str, image_id: str) -> datetime | None: ...
+
+    def disable_image(self, region: str, image_id: str) -> None: ...
+
+    def enable_image(self, region: str, image_id: str) -> None: ...
+
+    def untag_images(self, region: str, image_ids: Sequence[str], keys: Sequence[str]) -> None: ...
+
+    def set_deregistration_protection(self, region: str, image_id: str, enabled: bool) -> None: ...
+
     def tag_snapshots(self, region: str, snapshot_ids: Sequence[str], tags: Mapping[str, str]) -> None: ...
 
     def deregister_image(self, region: str, image_id: str) -> None: ...
@@ -175,8 +185,11 @@ class Ec2:
             if value and not _FILTER_PATTERN_CHARS & set(value)
         ]
         with _translated("DescribeImages", region):
-            # Owners see their deprecated AMIs anyway; asked explicitly since retention deprecates them.
-            images = self._describe(region, Owners=["self"], Filters=server_side, IncludeDeprecated=True)
+            # Owners see their deprecated AMIs anyway; asked explicitly since retention deprecates them. EC2
+            # hides disabled AMIs even from their owner unless asked: retention disables them and must see them.
+            images = self._describe(
+                region, Owners=["self"], Filters=server_side, IncludeDeprecated=True, IncludeDisabled=True
+            )
         # EC2 filters narrow the query; exact equality (empty values, literal `*`) is checked here.
         mine = [image for image in images if all(image.tags.get(k) == v for k, v in tags.items())]
         return sorted(mine, key=lambda image: (image.created_at, image.image_id), reverse=True)
@@ -287,6 +300,56 @@ class Ec2:
             for image_id, template in sorted(self._current_templates(region, remaining)):
                 reasons.setdefault(image_id, template)
         return reasons
+
+    def last_launched(self, region: str, image_id: str) -> datetime | None:
+        """When EC2 last saw an instance launched from the AMI (it reports launches up to a day late); None
+        when EC2 says it was never launched. Asked of the AMI itself, just before retention acts on it."""
+        with _translated("DescribeImageAttribute", region):
+            answer = self._client(region).describe_image_attribute(
+                ImageId=image_id, Attribute="lastLaunchedTime"
+            )
+        text = answer.get("LastLaunchedTime", {}).get("Value", "")
+        if not text:
+            return None
+        try:
+            return parse_timestamp(text)
+        except ValueError:
+            # Not a time EC2 would send: whatever answered may answer properly later; until then, used.
+            message = _message("EC2", "DescribeImageAttribute", region, f"lastLaunchedTime {text[:40]!r}")
+            raise AwsError("InvalidResponse", message, temporary=True) from None
+
+    def disable_image(self, region: str, image_id: str) -> None:
+        """Disable the AMI: it stays, but nothing can launch from it until it is enabled again. One that is
+        already gone has nothing left to disable, so a retry is harmless."""
+        try:
+            with _translated("DisableImage", region):
+                self._client(region).disable_image(ImageId=image_id)
+        except AwsError as error:
+            if error.code not in _GONE_IMAGE:
+                raise
+
+    def enable_image(self, region: str, image_id: str) -> None:
+        """Make a disabled AMI launchable again (enabling an available one changes nothing)."""
+        with _translated("EnableImage", region):
+            self._client(region).enable_image(ImageId=image_id)
+
+    def untag_images(self, region: str, image_ids: Sequence[str], keys: Sequence[str]) -> None:
+        """Remove the tags with these keys, whatever their values; a tag that is not there is no error."""
+        if not image_ids or not keys:
+            return
+        with _translated("DeleteTags", region):
+            self._client(region).delete_tags(
+                Resources=list(image_ids), Tags=[{"Key": key} for key in sorted(keys)]
+            )
+
+    def set_deregistration_protection(self, region: str, image_id: str, enabled: bool) -> None:
+        """Turn EC2's deregistration protection of the AMI on (without the 24-hour cooldown) or off."""
+        if enabled:
+            with _translated("EnableImageDeregistrationProtection", region):
+                self._client(region).enable_image_deregistration_protection(ImageId=image_id)
+        else:
+            with _translated("DisableImageDeregistrationProtection", region):
+                self._client(region).disable_image_deregistration_protection(ImageId=image_id)
 
     def deregister_image(self, region: str, image_id: str) -> None:
         """Deregister the AMI; one that is already gone counts as deregistered, so a retry is harmless."""
@@ -402,6 +465,8 @@ def to_image(raw: ImageTypeDef) -> Image:
             if mapping.get("Ebs", {}).get("SnapshotId")
         ),
         deprecation_time=_time(raw.get("DeprecationTime")),
+        protected=raw.get("DeregistrationProtection", "").startswith("enabled"),
+        last_launched=_time(raw.get("LastLaunchedTime")),
     )
 
 

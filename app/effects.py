@@ -2,7 +2,8 @@
 them out in order (app.carry_out) and reports how each went.
 
 Order matters and is kept by the core: the new AMI is tagged active before any older one is retired,
-deprecated, unpublished or removed, and the current AMI is never among the removed.
+deprecated, unpublished or removed, an AMI needed again is enabled before it is published, and the current
+AMI is never among the disabled or removed.
 """
 
 from dataclasses import dataclass
@@ -64,6 +65,43 @@ class Unpublish:
 
 
 @dataclass(frozen=True)
+class Enable:
+    """Make an AMI retention disabled launchable again (EnableImage) and drop its disabled-at tag: it is
+    needed again (current, published, within `keep`)."""
+
+    region: str
+    image_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Protect:
+    """Turn EC2's deregistration protection of an AMI on (a current or published one) or off."""
+
+    region: str
+    image_id: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class Disable:
+    """The first stage of removal: tag the AMI disabled-at `at`, then disable it (DisableImage).
+
+    With `already_disabled` (disabled by someone else) only the time is recorded: the clock starts now. The
+    checks are those of Deregister, made just before.
+    """
+
+    region: str
+    image_id: str
+    at: datetime
+    reason: str
+    skip_in_use: bool
+    unused_since: datetime | None = None
+    """Kept when EC2 reports a launch after this moment (`retention.unusedFor`); None: not asked."""
+    already_disabled: bool = False
+
+
+@dataclass(frozen=True)
 class Deregister:
     """Deregister an old AMI, then delete its EBS snapshots; with `skip_in_use`, not while it is used."""
 
@@ -74,9 +112,14 @@ class Deregister:
     skip_in_use: bool
     snapshot_tags: tuple[tuple[str, str], ...]
     """The management tags put on the snapshots first: the IAM policy deletes only tagged snapshots."""
+    unused_since: datetime | None = None
+    """Kept when EC2 reports a launch after this moment (`retention.unusedFor`); None: not asked."""
 
 
-Effect = Claim | TagImages | Deprecate | Publish | Unpublish | Deregister
+Step = Disable | Deregister
+"""A removal step: checked (in use, last launched) just before it is taken."""
+
+Effect = Claim | TagImages | Deprecate | Enable | Publish | Unpublish | Protect | Disable | Deregister
 
 
 class Result(StrEnum):
@@ -107,4 +150,10 @@ def describe(effect: Effect) -> str:
         return f"publish {effect.image_id} to {effect.parameter} in {effect.region}"
     if isinstance(effect, Unpublish):
         return f"unpublish {effect.parameter} ({effect.image_id}) in {effect.region}"
+    if isinstance(effect, Enable):
+        return f"enable {effect.image_id} in {effect.region}"
+    if isinstance(effect, Protect):
+        return f"protect {effect.image_id} in {effect.region}: {'on' if effect.enabled else 'off'}"
+    if isinstance(effect, Disable):
+        return f"disable {effect.image_id} in {effect.region}"
     return f"deregister {effect.image_id} in {effect.region}"

@@ -215,6 +215,9 @@ class IndexedImages:
     def images_in_use(self, region: str, image_ids: Sequence[str]) -> dict[str, str]:
         return self._ec2.images_in_use(region, image_ids)
 
+    def last_launched(self, region: str, image_id: str) -> datetime | None:
+        return self._ec2.last_launched(region, image_id)
+
     # -- writes: to AWS, then into the index at once ---------------------------------------------------------
 
     def tag_images(self, region: str, image_ids: Sequence[str], tags: Mapping[str, str]) -> None:
@@ -233,6 +236,32 @@ class IndexedImages:
         self._ec2.enable_deprecation(region, image_id, at)
         self.index.update(
             region, lambda index: index.changed([image_id], lambda i: replace(i, deprecation_time=at))
+        )
+
+    def untag_images(self, region: str, image_ids: Sequence[str], keys: Sequence[str]) -> None:
+        self._ec2.untag_images(region, image_ids, keys)
+
+        def untag(image: Image) -> Image:
+            return replace(image, tags={k: v for k, v in image.tags.items() if k not in keys})
+
+        self.index.update(region, lambda index: index.changed(image_ids, untag))
+
+    def disable_image(self, region: str, image_id: str) -> None:
+        self._ec2.disable_image(region, image_id)
+        self.index.update(
+            region, lambda index: index.changed([image_id], lambda i: replace(i, state="disabled"))
+        )
+
+    def enable_image(self, region: str, image_id: str) -> None:
+        self._ec2.enable_image(region, image_id)
+        self.index.update(
+            region, lambda index: index.changed([image_id], lambda i: replace(i, state="available"))
+        )
+
+    def set_deregistration_protection(self, region: str, image_id: str, enabled: bool) -> None:
+        self._ec2.set_deregistration_protection(region, image_id, enabled)
+        self.index.update(
+            region, lambda index: index.changed([image_id], lambda i: replace(i, protected=enabled))
         )
 
     def tag_snapshots(self, region: str, snapshot_ids: Sequence[str], tags: Mapping[str, str]) -> None:
@@ -300,6 +329,21 @@ class InMemory:
 
     def images_in_use(self, region: str, image_ids: Sequence[str]) -> dict[str, str]:
         raise NotInMemory(f"AMIs in use in {region}")
+
+    def last_launched(self, region: str, image_id: str) -> datetime | None:
+        raise NotInMemory(f"last launch of {image_id} in {region}")
+
+    def untag_images(self, region: str, image_ids: Sequence[str], keys: Sequence[str]) -> None:
+        raise NotInMemory("untagging")
+
+    def disable_image(self, region: str, image_id: str) -> None:
+        raise NotInMemory("disabling")
+
+    def enable_image(self, region: str, image_id: str) -> None:
+        raise NotInMemory("enabling")
+
+    def set_deregistration_protection(self, region: str, image_id: str, enabled: bool) -> None:
+        raise NotInMemory("deregistration protection")
 
     def tag_images(self, region: str, image_ids: Sequence[str], tags: Mapping[str, str]) -> None:
         raise NotInMemory("tagging")

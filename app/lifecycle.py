@@ -4,8 +4,9 @@ distribution (docs/retention.md).
 From the latest build's outcome and the builder's AMIs in every region it computes which AMIs are current
 (newest active one per region and architecture) and the effects that make EC2 agree: tag the new AMIs
 active, retire the ones they replace, set EC2's deprecation time, publish the current ids, remove what is
-beyond `retention.keep`. The effects come out in the only safe order: nothing older is retired, published
-over or removed before the new AMI is tagged, and a current AMI is never removed.
+beyond `retention.keep` (in stages: app.removal). The effects come out in the only safe order: nothing older is
+retired, published over or removed before the new AMI is tagged, an AMI needed again is enabled before it is
+published, and a current or published AMI is never disabled or removed.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,14 +16,25 @@ from datetime import datetime, timedelta
 from app import conditions as cond
 from app.conditions import Wanted
 from app.durations import MAX_DURATION
-from app.effects import Claim, Deprecate, Deregister, Effect, Publish, Report, Result, TagImages, Unpublish
+from app.effects import (
+    Claim,
+    Deprecate,
+    Deregister,
+    Disable,
+    Effect,
+    Enable,
+    Protect,
+    Publish,
+    Report,
+    Result,
+    TagImages,
+    Unpublish,
+)
 from app.facts import RegionImages
 from app.outcome import Kind, Outcome, primary_order
+from app.removal import needed, protections, removals, revivable
 from app.spec import ImageRef, PackerBuilderSpec
-from app.tags import CREATE_TIMESTAMP, DEPRECATED, STATUS, Image, Owner, format_timestamp, parse_timestamp
-
-# Each removal is three or more AWS calls; Metacontroller gives a hook 10 s.
-MAX_REMOVALS_PER_SYNC = 5
+from app.tags import DEPRECATED, DISABLED_AT, STATUS, Image, Owner
 
 Current = tuple[str, Image]
 """A current AMI and its region."""
@@ -37,6 +49,8 @@ class Plan:
     """Reported AMIs that never appeared or failed, each naming its region."""
     refusals: tuple[Wanted, ...] = ()
     """Publications the hook may not make (outside its prefix, another's parameter): conditions, not effects."""
+    waiting: str = ""
+    """AMIs whose next removal step waits, and until when (app.removal); "" when none does."""
 
     def images(self) -> list[ImageRef]:
         return [ImageRef(region=r, architecture=i.architecture, imageID=i.image_id) for r, i in self.current]
@@ -107,14 +121,6 @@ def architecture_parameter(parameter: str, architecture: str) -> str:
     return f"{parameter.rstrip('/')}/{architecture}"
 
 
-def _readable_timestamp(image: Image) -> datetime | None:
-    stamp = image.tags.get(CREATE_TIMESTAMP, "")
-    try:
-        return parse_timestamp(stamp) if stamp else None
-    except ValueError:
-        return None
-
-
 def plan(
     outcome: Outcome | None,
     wanted_tags: Mapping[str, str],
@@ -161,7 +167,8 @@ def plan(
         claimed: list[Image] = []
         by_arch: dict[str, list[Image]] = {}
         for image in (*view, *adoptable):
-            if image.is_active:
+            # An active AMI retention disabled is current again once enabled (app.removal enables it).
+            if image.is_active or revivable(image):
                 by_arch.setdefault(image.architecture, []).append(image)
         for arch in sorted(by_arch):
             chosen = newest(by_arch[arch])
@@ -169,26 +176,34 @@ def plan(
                 chosen = replace(chosen, tags={**chosen.tags, **owner.tags})
                 claimed.append(chosen)
             if chosen is not None:
-                current.append((region, chosen))
+                current.append((region, _enabled(chosen) if revivable(chosen) else chosen))
         if claimed:
             claims.append(Claim(region, tuple(sorted(i.image_id for i in claimed)), owner.namespace))
             views[region] = sorted([*view, *claimed], key=lambda i: i.image_id)
 
-    effects: list[Effect] = [*claims, *tagging, *retiring]
+    kept = needed(views, current, published.values)
+    staged = removals(views, kept, spec.retention, owner.tags, now)
+    effects: list[Effect] = [*claims, *tagging, *retiring, *staged.enables]
     effects += _deprecations(current, spec, now, expires_in)
     publications, refusals = _publications(current, views, published, spec, owner)
     effects += publications
-    effects += _removals(views, current, published.values, spec, owner)
+    effects += protections(views, kept, spec.retention)
+    effects += staged.steps
     failures = tuple(
         f"{a.image_id} in {a.region}: {a.reason}"
         for a in (outcome.artifacts if outcome is not None and outcome.kind is Kind.built else ())
         if a.kind is Kind.failed
     )
-    return Plan(tuple(current), tuple(effects), failures, tuple(refusals))
+    return Plan(tuple(current), tuple(effects), failures, tuple(refusals), staged.waiting)
 
 
 def _adoptable(legacy: Sequence[Image], now: datetime, expires_in: timedelta) -> list[Image]:
     return [i for i in legacy if i.is_active and now <= i.expires_at(expires_in)]
+
+
+def _enabled(image: Image) -> Image:
+    """The AMI as it is once enabled again."""
+    return replace(image, state="available", tags={k: v for k, v in image.tags.items() if k != DISABLED_AT})
 
 
 def _deprecations(
@@ -269,58 +284,13 @@ def _publications(
     return effects + deletions, refusals
 
 
-def _removals(
-    views: Mapping[str, Sequence[Image]],
-    current: Sequence[Current],
-    parameters: Mapping[tuple[str, str], str | None],
-    spec: PackerBuilderSpec,
-    owner: Owner,
-) -> list[Effect]:
-    """Deregistrations beyond `retention.keep`, oldest first, at most MAX_REMOVALS_PER_SYNC of them.
-
-    Never a current AMI, nor one a published parameter still names (consumers resolving the parameter
-    would launch a deregistered AMI if its update failed); the cap keeps a sync within the hook's time
-    budget when retention is first turned on for a long history; the rest follow on later syncs.
-    """
-    keep = spec.retention.keep
-    if keep is None:
-        return []
-    protected = {(r, i.image_id) for r, i in current}
-    protected |= {(region, value) for (region, _), value in parameters.items() if value}
-    beyond: list[tuple[datetime, str, Image]] = []
-    for region, view in views.items():
-        by_arch: dict[str, list[tuple[datetime, Image]]] = {}
-        for image in view:
-            stamp = _readable_timestamp(image)
-            if stamp is not None and image.state != "pending":
-                by_arch.setdefault(image.architecture, []).append((stamp, image))
-        for dated in by_arch.values():
-            ranked = sorted(dated, key=lambda d: (d[0], d[1].image_id), reverse=True)
-            beyond += [
-                (stamp, region, i) for stamp, i in ranked[keep:] if (region, i.image_id) not in protected
-            ]
-    oldest_first = sorted(beyond, key=lambda b: (b[0], b[1], b[2].image_id))[:MAX_REMOVALS_PER_SYNC]
-    return [
-        Deregister(
-            region,
-            image.image_id,
-            image.snapshot_ids,
-            f"older than the newest {keep} {image.architecture or 'unknown-architecture'} AMIs "
-            f"(created {format_timestamp(stamp)})",
-            spec.retention.skipInUse,
-            tuple(sorted(owner.tags.items())),
-        )
-        for stamp, region, image in oldest_first
-    ]
-
-
 def report_conditions(reports: Sequence[Report]) -> list[Wanted]:
     """Conditions for the effects that did not happen; each clears once a later sync carries it out."""
     wanted = []
     groups: dict[str, list[str]] = {}
     for report in reports:
         effect = report.effect
-        if report.result is Result.skipped and isinstance(effect, Deregister):
+        if report.result is Result.skipped and isinstance(effect, Disable | Deregister):
             groups.setdefault(cond.RETENTION_SKIPPED, []).append(
                 f"{effect.image_id} in {effect.region} ({report.detail})"
             )
@@ -329,7 +299,10 @@ def report_conditions(reports: Sequence[Report]) -> list[Wanted]:
                 Deprecate: cond.DEPRECATION_NOT_SET,
                 Publish: cond.PUBLISH_FAILED,
                 Unpublish: cond.PUBLISH_FAILED,
+                Enable: cond.RETENTION_FAILED,
+                Disable: cond.RETENTION_FAILED,
                 Deregister: cond.RETENTION_FAILED,
+                Protect: cond.PROTECTION_NOT_SET,
             }.get(type(effect))
             if kind is not None:
                 groups.setdefault(kind, []).append(f"{_subject(effect)}: {report.detail}")
@@ -337,7 +310,8 @@ def report_conditions(reports: Sequence[Report]) -> list[Wanted]:
         cond.RETENTION_SKIPPED: "Kept because in use",
         cond.DEPRECATION_NOT_SET: "Could not set EC2's deprecation time of",
         cond.PUBLISH_FAILED: "Could not publish",
-        cond.RETENTION_FAILED: "Could not remove",
+        cond.RETENTION_FAILED: "Could not",
+        cond.PROTECTION_NOT_SET: "Could not turn deregistration protection",
     }
     reasons = {cond.RETENTION_SKIPPED: "InUse"}
     for kind, items in sorted(groups.items()):
@@ -352,4 +326,14 @@ def _subject(effect: Effect) -> str:
         return f"{effect.parameter} in {effect.region} (deleting it: it names {effect.image_id}, no longer current)"
     if isinstance(effect, TagImages | Claim):
         return f"{', '.join(effect.image_ids)} in {effect.region}"
+    if isinstance(effect, Protect):
+        return f"{'on' if effect.enabled else 'off'} for {effect.image_id} in {effect.region}"
+    if isinstance(effect, Enable):
+        return f"enable {effect.image_id} in {effect.region} again ({effect.reason})"
+    if isinstance(effect, Disable) and effect.already_disabled:
+        return f"record when {effect.image_id} in {effect.region} was disabled"
+    if isinstance(effect, Disable):
+        return f"disable {effect.image_id} in {effect.region}"
+    if isinstance(effect, Deregister):
+        return f"remove {effect.image_id} in {effect.region}"
     return f"{effect.image_id} in {effect.region}"

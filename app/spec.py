@@ -345,8 +345,32 @@ class Retention(_Model):
     skipInUse: StrictBool = Field(
         default=True,
         description=(
-            "Never deregister an AMI that a pending or running instance, or the default or latest version "
-            "of a launch template, in its region uses; the status names it instead."
+            "Never disable or deregister an AMI that a pending or running instance, or the default or latest "
+            "version of a launch template, in its region uses; the status names it instead."
+        ),
+    )
+    disableFor: Duration | None = Field(
+        default=None,
+        description=(
+            "Remove in two stages: an AMI beyond keep is first disabled (DisableImage: it stays, nothing can "
+            "launch it, EnableImage brings it back), and deregistered with its snapshots only once it has been "
+            "disabled this long (the time is kept in its disabled-at tag). Unset: deregistered at once."
+        ),
+    )
+    unusedFor: Duration | None = Field(
+        default=None,
+        description=(
+            "Never disable or deregister an AMI launched within this duration (EC2's lastLaunchedTime, "
+            "reported up to a day late); one EC2 says was never launched is unused, one whose last launch "
+            "cannot be read counts as used."
+        ),
+    )
+    protect: StrictBool = Field(
+        default=False,
+        description=(
+            "Turn on EC2's deregistration protection of each current and each published AMI, and turn it off "
+            "again when the AMI stops being one. False: the hook never changes protection, and keeps any AMI "
+            "whose protection someone else turned on."
         ),
     )
 

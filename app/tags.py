@@ -26,6 +26,8 @@ JOB_ID = "job-id"
 BASE_AMI = "base-ami"
 # The git commit of the Packer project the AMI was built from (provenance).
 PACKER_REPO_COMMIT = "packer-repo-commit"
+# When retention disabled the AMI (RFC 3339): its removal clock, kept in EC2 so a restart does not reset it.
+DISABLED_AT = "disabled-at"
 
 ACTIVE = "active"
 DEPRECATED = "deprecated"
@@ -52,6 +54,10 @@ class Image:
     """The EBS snapshots behind the AMI's block device mappings, deleted after the AMI is deregistered."""
     deprecation_time: datetime | None = None
     """EC2's own deprecation time (EnableImageDeprecation), if set."""
+    protected: bool = False
+    """EC2's deregistration protection is on: DeregisterImage fails until it is turned off."""
+    last_launched: datetime | None = None
+    """When EC2 last reported an instance launched from the AMI (up to a day late); None: not reported."""
 
     @property
     def created_at(self) -> datetime:

@@ -156,6 +156,21 @@ class Catalogue:
     def images_in_use(self, region: str, image_ids: Sequence[str]) -> dict[str, str]:
         return {}
 
+    def last_launched(self, region: str, image_id: str) -> datetime | None:
+        raise NotImplementedError("the seed removes no AMI")
+
+    def untag_images(self, region: str, image_ids: Sequence[str], keys: Sequence[str]) -> None:
+        raise NotImplementedError("the seed disables no AMI")
+
+    def disable_image(self, region: str, image_id: str) -> None:
+        raise NotImplementedError("the seed disables no AMI")
+
+    def enable_image(self, region: str, image_id: str) -> None:
+        raise NotImplementedError("the seed disables no AMI")
+
+    def set_deregistration_protection(self, region: str, image_id: str, enabled: bool) -> None:
+        raise NotImplementedError("the seed protects no AMI")
+
     def deregister_image(self, region: str, image_id: str) -> None:
         raise NotImplementedError("the seed removes no AMI")
 

@@ -75,6 +75,12 @@ def test_hook_policy_allows_exactly_the_calls_the_hook_makes() -> None:
         "ec2:EnableImageDeprecation",
         "ec2:DeregisterImage",
         "ec2:DeleteSnapshot",
+        "ec2:DescribeImageAttribute",
+        "ec2:DisableImage",
+        "ec2:EnableImage",
+        "ec2:DeleteTags",
+        "ec2:EnableImageDeregistrationProtection",
+        "ec2:DisableImageDeregistrationProtection",
         "ssm:GetParameter",
         "ssm:PutParameter",
         "ssm:DeleteParameter",
@@ -120,6 +126,10 @@ def test_only_describe_calls_are_unscoped() -> None:
     [
         ("ec2:DeregisterImage", IMAGES),
         ("ec2:EnableImageDeprecation", IMAGES),
+        ("ec2:DisableImage", IMAGES),
+        ("ec2:EnableImage", IMAGES),
+        ("ec2:EnableImageDeregistrationProtection", IMAGES),
+        ("ec2:DisableImageDeregistrationProtection", IMAGES),
         ("ec2:DeleteSnapshot", SNAPSHOTS),
     ],
 )
@@ -146,6 +156,7 @@ def test_hook_tags_only_images_and_snapshots_with_its_own_tag_keys() -> None:
         tags.JOB_ID,
         tags.BASE_AMI,
         tags.PACKER_REPO_COMMIT,
+        tags.DISABLED_AT,
     }
     ownership = []
     for statement in statements:
@@ -162,6 +173,19 @@ def test_hook_tags_only_images_and_snapshots_with_its_own_tag_keys() -> None:
     management = tags.Owner.of("ami-builds", "packer-builder", parse_spec(SEED_SPEC)).tags
     assert set(management) <= contract
     assert management[tags.BROUGHT_TO_YOU_BY] == tags.OPERATOR_NAME
+
+
+def test_hook_deletes_only_the_disabled_at_tag_of_its_own_images() -> None:
+    """Enabling an AMI again drops its removal clock; no other tag, nothing not ours, never every tag at once."""
+    (statement,) = _statements("ec2:DeleteTags")
+    assert statement["Action"] == ["ec2:DeleteTags"]
+    assert _resources(statement) == [IMAGES]
+    assert statement["Condition"] == {
+        **OURS,
+        "ForAllValues:StringEquals": {"aws:TagKeys": [tags.DISABLED_AT]},
+        # A DeleteTags without keys deletes every tag, and ForAllValues holds for no keys at all.
+        "Null": {"aws:TagKeys": "false"},
+    }
 
 
 def test_hook_reads_public_aws_parameters_and_its_publish_prefix() -> None:

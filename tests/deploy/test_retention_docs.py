@@ -2,16 +2,18 @@
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import yaml
 
 from app import conditions, effects, outcome
 from app.facts import RegionImages
-from app.lifecycle import MAX_REMOVALS_PER_SYNC, Published, parameter_names, plan
+from app.lifecycle import Published, parameter_names, plan
+from app.removal import MAX_REMOVALS_PER_SYNC, removals
 from app.settings import Settings
 from app.spec import PackerBuilderSpec, Publish, Retention, parse_spec
-from app.tags import Image, Owner
+from app.tags import Image, Owner, format_timestamp
 from tests.deploy.manifests import (
     CHART,
     EXAMPLES,
@@ -85,6 +87,8 @@ def test_doc_names_every_retention_condition_and_its_table_lists_exactly_them() 
         "RetentionSkipped",
         "RetentionFailed",
         "RegionUnavailable",
+        "RetentionPending",
+        "ProtectionNotSet",
     }
     for kind in retention:
         assert f"`{kind}`" in text, kind
@@ -111,6 +115,9 @@ def test_doc_field_table_states_the_model_defaults() -> None:
         "spec.retention.keep": Retention.model_fields["keep"].default,
         "spec.retention.deprecate": Retention.model_fields["deprecate"].default,
         "spec.retention.skipInUse": Retention.model_fields["skipInUse"].default,
+        "spec.retention.disableFor": Retention.model_fields["disableFor"].default,
+        "spec.retention.unusedFor": Retention.model_fields["unusedFor"].default,
+        "spec.retention.protect": Retention.model_fields["protect"].default,
         "spec.publish.ssmParameter": None,  # publish itself is optional
     }
     rows = {
@@ -159,7 +166,7 @@ def test_doc_names_real_iam_statements() -> None:
 def test_doc_and_readme_state_the_removal_cap() -> None:
     doc, readme = DOC.read_text(), README.read_text()
     assert f"At most {MAX_REMOVALS_PER_SYNC} removals per sync" in doc
-    assert "`MAX_REMOVALS_PER_SYNC` in `app/lifecycle.py`" in doc
+    assert "`MAX_REMOVALS_PER_SYNC` in `app/removal.py`" in doc
     assert "no cap per sync" not in doc
     for text in (doc, readme):
         caps = re.findall(r"at most (\d+) (?:removals )?per sync", text, re.IGNORECASE)
@@ -203,3 +210,34 @@ def test_doc_quotes_the_refusal_outside_the_publish_prefix() -> None:
     assert "publish_parameter_prefix" in Settings.model_fields  # read from PUBLISH_PARAMETER_PREFIX
     for doc in (DOC, README):
         assert "`PUBLISH_PARAMETER_PREFIX`" in doc.read_text(), doc.name
+
+
+def test_doc_quotes_what_waits_as_the_hook_says_it() -> None:
+    """The RetentionPending sample and the protection hold are the messages the stage table writes."""
+    block = re.search(r"```yaml\n(spec:\n  retention:\n.*?)```", DOC.read_text(), re.DOTALL)
+    assert block is not None, "no YAML block of the careful removal fields"
+    spec = parse_spec({**load_yaml(EXAMPLE)["spec"], **yaml.safe_load(block.group(1))["spec"]})
+    retention = spec.retention
+    assert (retention.keep, retention.disableFor, retention.unusedFor, retention.protect) == (
+        3,
+        "168h",
+        "720h",
+        True,
+    )
+    now = datetime(2026, 11, 18, tzinfo=UTC)
+
+    def older(image_id: str, created: datetime, **tags: str) -> Image:
+        stamp = {"status": "deprecated", "create-timestamp": format_timestamp(created), **tags}
+        return Image(image_id, "available", created, tags=stamp, architecture="x86_64")
+
+    newer = [older(f"ami-0aaa000000000000{n}", now - timedelta(days=n)) for n in range(1, 4)]
+    old = older(
+        "ami-0eee0000000000009", datetime(2026, 11, 1, tzinfo=UTC), **{"disabled-at": "2026-11-14T12:25:00Z"}
+    )
+    found = removals({"us-west-2": [*newer, replace(old, state="disabled")]}, set(), spec.retention, {}, now)
+    assert f"\nWaiting: {found.waiting}\n" in DOC.read_text()
+    assert (found.enables, found.steps) == ((), ())
+
+    unprotected = spec.retention.model_copy(update={"protect": False})
+    held = removals({"us-west-2": [*newer, replace(old, protected=True)]}, set(), unprotected, {}, now)
+    assert held.waiting.replace(old.image_id, "ami-…") in DOC.read_text()

@@ -58,6 +58,21 @@ class QuietEc2:
     def enable_deprecation(self, region: str, image_id: str, at: datetime) -> None:
         self.wrote("deprecate")
 
+    def last_launched(self, region: str, image_id: str) -> datetime | None:
+        return None
+
+    def untag_images(self, region: str, image_ids: Sequence[str], keys: Sequence[str]) -> None:
+        self.wrote("untag")
+
+    def disable_image(self, region: str, image_id: str) -> None:
+        self.wrote("disable")
+
+    def enable_image(self, region: str, image_id: str) -> None:
+        self.wrote("enable")
+
+    def set_deregistration_protection(self, region: str, image_id: str, enabled: bool) -> None:
+        self.wrote("protect")
+
     def deregister_image(self, region: str, image_id: str) -> None:
         self.wrote("deregister")
 

@@ -124,7 +124,8 @@ def test_deprecation_time_and_snapshots_are_read_from_the_wire(session: boto3.se
     assert {image.architecture for image in images} == {"arm64"}
 
 
-def test_managed_images_include_deprecated_ones(session: boto3.session.Session) -> None:
+def test_managed_images_include_deprecated_and_disabled_ones(session: boto3.session.Session) -> None:
+    """Real EC2 leaves disabled AMIs out of DescribeImages, even for their owner, unless asked."""
     asked: list[dict[str, Any]] = []
     session.events.register(
         "before-parameter-build.ec2.DescribeImages", lambda params, **_: asked.append(dict(params))
@@ -132,7 +133,98 @@ def test_managed_images_include_deprecated_ones(session: boto3.session.Session) 
 
     Ec2(session=session).managed_images(REGION, {"created-by": "builder-a"})
 
-    assert [params.get("IncludeDeprecated") for params in asked] == [True]
+    assert [(params.get("IncludeDeprecated"), params.get("IncludeDisabled")) for params in asked] == [
+        (True, True)
+    ]
+
+
+def test_protection_and_last_launch_are_read_from_the_wire(session: boto3.session.Session) -> None:
+    """moto reports neither, so EC2's answer is given on the wire; a time that cannot be read is no launch."""
+
+    def item(image_id: str, extra: str) -> str:
+        return (
+            f"<item><imageId>{image_id}</imageId><imageState>available</imageState>"
+            f"<creationDate>2024-10-24T18:05:40.000Z</creationDate>{extra}</item>"
+        )
+
+    Sends(
+        session,
+        "DescribeImages",
+        answer=ec2_response(
+            200,
+            "<DescribeImagesResponse><requestId>r</requestId><imagesSet>"
+            + item(
+                "ami-000000000000000b1",
+                "<deregistrationProtection>enabled-without-cooldown</deregistrationProtection>"
+                "<lastLaunchedTime>2025-03-01T12:30:00Z</lastLaunchedTime>",
+            )
+            + item(
+                "ami-000000000000000b2",
+                "<deregistrationProtection>enabled-with-cooldown</deregistrationProtection>"
+                "<lastLaunchedTime>yesterday</lastLaunchedTime>",
+            )
+            + item("ami-000000000000000b3", "<deregistrationProtection>disabled</deregistrationProtection>")
+            + item("ami-000000000000000b4", "")
+            + "</imagesSet></DescribeImagesResponse>",
+        ),
+    )
+
+    images = Ec2(session=session).images_by_id(REGION, [f"ami-000000000000000b{n}" for n in range(1, 5)])
+
+    assert [(image.protected, image.last_launched) for image in images] == [
+        (True, datetime(2025, 3, 1, 12, 30, tzinfo=UTC)),
+        (True, None),
+        (False, None),
+        (False, None),
+    ]
+
+
+# --- disabling and enabling ----------------------------------------------------------------------------
+
+
+def test_a_disabled_ami_is_still_listed_and_enabling_brings_it_back(
+    client: "EC2Client", session: boto3.session.Session
+) -> None:
+    tags = {"created-by": "builder-a", "disabled-at": "2026-11-01T00:00:00Z", "status": "deprecated"}
+    image_id = register_built_ami(client, "old", tags=tags)
+    ec2 = Ec2(session=session)
+
+    ec2.disable_image(REGION, image_id)
+    ec2.disable_image(REGION, image_id)  # a retry changes nothing
+    assert [(i.image_id, i.state) for i in ec2.managed_images(REGION, {"created-by": "builder-a"})] == [
+        (image_id, "disabled")
+    ]
+
+    ec2.enable_image(REGION, image_id)
+    ec2.untag_images(REGION, [image_id], ["disabled-at"])
+    ec2.untag_images(REGION, [image_id], ["disabled-at"])  # a tag that is not there is no error
+
+    (image,) = ec2.managed_images(REGION, {"created-by": "builder-a"})
+    assert image.state == "available"
+    assert image.tags == {"created-by": "builder-a", "status": "deprecated"}
+
+
+def test_disabling_an_ami_that_is_gone_is_a_no_op_but_enabling_it_is_an_error(
+    client: "EC2Client", session: boto3.session.Session
+) -> None:
+    image_id = register_built_ami(client, "gone")
+    client.deregister_image(ImageId=image_id)
+    ec2 = Ec2(session=session)
+
+    ec2.disable_image(REGION, image_id)
+    with pytest.raises(AwsError) as caught:
+        ec2.enable_image(REGION, image_id)
+
+    assert caught.value.code in {"InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"}
+
+
+def test_untagging_nothing_asks_nothing(session: boto3.session.Session) -> None:
+    sends = Sends(session, "DeleteTags")
+
+    Ec2(session=session).untag_images(REGION, [], ["disabled-at"])
+    Ec2(session=session).untag_images(REGION, ["ami-1"], [])
+
+    assert sends.count == 0
 
 
 # --- what is in use ------------------------------------------------------------------------------------
@@ -360,6 +452,69 @@ def test_deprecation_against_moto_fails_as_an_aws_error(
     assert caught.value.message.startswith(f"EC2 EnableImageDeprecation in {REGION}: ")
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_deregistration_protection_is_turned_on_without_cooldown_and_off(
+    stubbed: tuple[Ec2, Stubber], enabled: bool
+) -> None:
+    ec2, stubber = stubbed
+    operation = f"{'enable' if enabled else 'disable'}_image_deregistration_protection"
+    stubber.add_response(operation, {"Return": "ok"}, expected_params={"ImageId": NEWEST_EKS_130_X86})
+
+    ec2.set_deregistration_protection(REGION, NEWEST_EKS_130_X86, enabled)
+
+    stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(
+    ("answer", "launched"),
+    [
+        (
+            {"LastLaunchedTime": {"Value": "2026-11-20T08:15:00.000Z"}},
+            datetime(2026, 11, 20, 8, 15, tzinfo=UTC),
+        ),
+        ({"LastLaunchedTime": {}}, None),
+        ({}, None),
+    ],
+    ids=["launched", "never-launched", "left-out"],
+)
+def test_last_launched_is_read_from_the_ami_attribute(
+    stubbed: tuple[Ec2, Stubber], answer: dict[str, Any], launched: datetime | None
+) -> None:
+    ec2, stubber = stubbed
+    stubber.add_response(
+        "describe_image_attribute",
+        {"ImageId": NEWEST_EKS_130_X86, **answer},
+        expected_params={"ImageId": NEWEST_EKS_130_X86, "Attribute": "lastLaunchedTime"},
+    )
+
+    assert ec2.last_launched(REGION, NEWEST_EKS_130_X86) == launched
+    stubber.assert_no_pending_responses()
+
+
+def test_a_last_launch_that_cannot_be_read_is_an_aws_error(stubbed: tuple[Ec2, Stubber]) -> None:
+    ec2, stubber = stubbed
+    stubber.add_response(
+        "describe_image_attribute",
+        {"ImageId": NEWEST_EKS_130_X86, "LastLaunchedTime": {"Value": "last tuesday"}},
+    )
+
+    with pytest.raises(AwsError) as caught:
+        ec2.last_launched(REGION, NEWEST_EKS_130_X86)
+
+    assert (caught.value.code, caught.value.temporary) == ("InvalidResponse", True)
+    assert "last tuesday" in caught.value.message
+
+
+def test_last_launched_against_moto_fails_as_an_aws_error(
+    client: "EC2Client", session: boto3.session.Session
+) -> None:
+    """moto has no lastLaunchedTime: it answers with a server error, which retention reads as "used"."""
+    image_id = register_built_ami(client, "built")
+
+    with pytest.raises(AwsError):
+        Ec2(session=session, max_attempts=1).last_launched(REGION, image_id)
+
+
 # --- failures ------------------------------------------------------------------------------------------
 
 Call = Callable[[Ec2], object]
@@ -370,6 +525,20 @@ CALLS: list[tuple[str, str, Call]] = [
     ("ec2", "DescribeLaunchTemplateVersions", lambda ec2: ec2.images_in_use(REGION, [NEWEST_EKS_130_X86])),
     ("ec2", "CreateTags", lambda ec2: ec2.tag_snapshots(REGION, ["snap-0123456789abcdef0"], {"a": "b"})),
     ("ec2", "EnableImageDeprecation", lambda ec2: ec2.enable_deprecation(REGION, "ami-1", DEPRECATE_AT)),
+    ("ec2", "DescribeImageAttribute", lambda ec2: ec2.last_launched(REGION, NEWEST_EKS_130_X86)),
+    ("ec2", "DisableImage", lambda ec2: ec2.disable_image(REGION, NEWEST_EKS_130_X86)),
+    ("ec2", "EnableImage", lambda ec2: ec2.enable_image(REGION, NEWEST_EKS_130_X86)),
+    ("ec2", "DeleteTags", lambda ec2: ec2.untag_images(REGION, [NEWEST_EKS_130_X86], ["disabled-at"])),
+    (
+        "ec2",
+        "EnableImageDeregistrationProtection",
+        lambda ec2: ec2.set_deregistration_protection(REGION, NEWEST_EKS_130_X86, True),
+    ),
+    (
+        "ec2",
+        "DisableImageDeregistrationProtection",
+        lambda ec2: ec2.set_deregistration_protection(REGION, NEWEST_EKS_130_X86, False),
+    ),
     ("ssm", "GetParameter", lambda ec2: ec2.parameter_value(REGION, PARAMETER)),
     ("ssm", "PutParameter", lambda ec2: ec2.put_parameter(REGION, PARAMETER, NEWEST_EKS_130_X86)),
 ]

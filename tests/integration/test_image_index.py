@@ -24,12 +24,18 @@ from tests.aws import (
     Sends,
     ec2_client,
     ec2_error,
+    ec2_response,
     register_built_ami,
 )
 
 SEED_FILTERS = [AmiFilter.model_validate(f) for f in EKS_130_X86_FILTERS]
 PARAMETER = "/platform/base/eks-1.30-x86_64"
 PERIOD = 60.0
+# moto has no deregistration protection: EC2's answer, given on the wire.
+PROTECTED = (
+    "<EnableImageDeregistrationProtectionResponse><requestId>r</requestId><return>enabled-without-cooldown"
+    "</return></EnableImageDeregistrationProtectionResponse>"
+)
 
 
 class Clock:
@@ -195,6 +201,41 @@ def test_writes_go_through_and_a_background_refresh_does_not_undo_them(
     assert [i.image_id for i in images.managed_images(REGION, mine())] == [new]
 
 
+def test_disabling_enabling_and_protection_go_through_and_a_refresh_agrees(
+    ec2_env: str, session: boto3.session.Session
+) -> None:
+    client = ec2_client(ec2_env)
+    old = register_built_ami(client, "a-0", tags=mine(status="deprecated"))
+    clock = Clock()
+    # Hooked before the first call makes the client: a client copies the session's handlers when made.
+    Sends(session, "EnableImageDeregistrationProtection", answer=ec2_response(200, PROTECTED))
+    sends = Sends(session, "DescribeImages")
+    images = indexed(session, clock)
+    images.managed_images(REGION, mine())
+    assert sends.count == 1
+
+    images.tag_images(REGION, [old], {"disabled-at": "2026-11-01T00:00:00Z"})
+    images.disable_image(REGION, old)
+    images.set_deregistration_protection(REGION, old, True)
+    (seen,) = images.managed_images(REGION, mine())
+    assert (seen.state, seen.tags["disabled-at"], seen.protected) == (
+        "disabled",
+        "2026-11-01T00:00:00Z",
+        True,
+    )
+
+    images.enable_image(REGION, old)
+    images.untag_images(REGION, [old], ["disabled-at"])
+    (seen,) = images.managed_images(REGION, mine())
+    assert (seen.state, "disabled-at" in seen.tags) == ("available", False)
+    assert sends.count == 1
+
+    clock.now += PERIOD
+    assert images.refresh_due() == 0
+    (reloaded,) = images.managed_images(REGION, mine())
+    assert (reloaded.state, reloaded.tags) == ("available", mine(status="deprecated"))
+
+
 def test_a_failed_refresh_keeps_the_last_good_index_and_says_how_old_it_is(
     ec2_env: str, session: boto3.session.Session
 ) -> None:
@@ -263,6 +304,11 @@ def test_the_in_memory_view_answers_what_is_loaded_and_refuses_anything_that_nee
         lambda: memory.tag_images(REGION, [active], {"status": "deprecated"}),
         lambda: memory.deregister_image(REGION, active),
         lambda: memory.put_parameter(REGION, PARAMETER, active),
+        lambda: memory.last_launched(REGION, active),
+        lambda: memory.disable_image(REGION, active),
+        lambda: memory.enable_image(REGION, active),
+        lambda: memory.untag_images(REGION, [active], ["disabled-at"]),
+        lambda: memory.set_deregistration_protection(REGION, active, True),
     ]
     for call in refused:
         with pytest.raises(NotInMemory):

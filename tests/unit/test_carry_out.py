@@ -3,7 +3,7 @@ spares, the reports and logs a user sees, and the conditions those reports becom
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -11,7 +11,18 @@ from app import conditions as cond
 from app.base_image import BaseLookup, BaseSource
 from app.carry_out import carry_out
 from app.ec2 import AwsError, ImageSource
-from app.effects import Deprecate, Deregister, Effect, Publish, Report, Result, TagImages
+from app.effects import (
+    Deprecate,
+    Deregister,
+    Disable,
+    Effect,
+    Enable,
+    Protect,
+    Publish,
+    Report,
+    Result,
+    TagImages,
+)
 from app.lifecycle import report_conditions
 from app.spec import ConditionStatus
 from app.tags import Image
@@ -35,10 +46,14 @@ class FakeEc2:
     def stale(self, region: str) -> str:
         return ""
 
-    def __init__(self, users: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, users: Mapping[str, str] | None = None, launched: Mapping[str, datetime] | None = None
+    ) -> None:
         self.users = dict(users or {})
+        self.launched = dict(launched or {})
         self.calls: list[Call] = []
         self.snapshot_tags: list[dict[str, str]] = []
+        self.image_tags: list[dict[str, str]] = []
         self._failures: dict[tuple[str, str], AwsError] = {}
 
     def fail(self, method: str, code: str, on: str = "*", *, temporary: bool = False) -> "FakeEc2":
@@ -67,7 +82,24 @@ class FakeEc2:
         raise AssertionError("carry_out only writes")
 
     def tag_images(self, region: str, image_ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        self.image_tags.append(dict(tags))
         self._call("tag_images", region, *image_ids)
+
+    def untag_images(self, region: str, image_ids: Sequence[str], keys: Sequence[str]) -> None:
+        self._call("untag_images", region, *image_ids, *keys)
+
+    def last_launched(self, region: str, image_id: str) -> datetime | None:
+        self._call("last_launched", region, image_id)
+        return self.launched.get(image_id)
+
+    def disable_image(self, region: str, image_id: str) -> None:
+        self._call("disable_image", region, image_id)
+
+    def enable_image(self, region: str, image_id: str) -> None:
+        self._call("enable_image", region, image_id)
+
+    def set_deregistration_protection(self, region: str, image_id: str, enabled: bool) -> None:
+        self._call("protect" if enabled else "unprotect", region, image_id)
 
     def enable_deprecation(self, region: str, image_id: str, at: datetime) -> None:
         self._call("enable_deprecation", region, image_id)
@@ -273,3 +305,130 @@ def test_removals_and_their_failures_are_logged(caplog: pytest.LogCaptureFixture
     assert logged(caplog, logging.WARNING, "ami-gone", COPY, "InvalidAMIID.Unavailable")
     assert not logged(caplog, logging.INFO, "deregistered", "ami-gone")
     assert not logged(caplog, logging.INFO, "snap-3")
+
+
+# -- removal in stages ------------------------------------------------------------------------------------------
+
+SINCE = T0 - timedelta(days=30)
+
+
+def disabling(image_id: str, *, unused_since: datetime | None = None, already: bool = False) -> Disable:
+    return Disable(HOME, image_id, T0, REASON, not already, unused_since, already_disabled=already)
+
+
+def test_disabling_records_the_time_first_then_disables() -> None:
+    aws = FakeEc2()
+    reports = run(aws, TAG, disabling("ami-old"))
+    assert aws.calls == [
+        ("tag_images", HOME, "ami-new"),
+        ("images_in_use", HOME, "ami-old"),
+        ("tag_images", HOME, "ami-old"),
+        ("disable_image", HOME, "ami-old"),
+    ]
+    assert aws.image_tags[-1] == {"disabled-at": "2026-11-20T12:00:00Z"}
+    assert [r.result for r in reports] == [Result.done, Result.done]
+
+
+def test_an_ami_disabled_elsewhere_only_gets_its_time_and_nothing_is_checked() -> None:
+    aws = FakeEc2(users={"ami-old": "instance i-0abc (running)"})
+    [report] = run(aws, disabling("ami-old", already=True))
+    assert aws.calls == [("tag_images", HOME, "ami-old")]
+    assert report.result is Result.done
+
+
+def test_a_failed_disabling_is_a_retention_failure_and_nothing_is_disabled_untimed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    aws = FakeEc2().fail("tag_images", "UnauthorizedOperation", on="ami-old")
+    [report] = run(aws, disabling("ami-old"))
+    assert ("disable_image", HOME, "ami-old") not in aws.calls
+    [failed] = report_conditions([report])
+    assert failed.type == cond.RETENTION_FAILED
+    assert failed.message.startswith("Could not disable ami-old in us-west-2: AWS UnauthorizedOperation")
+    assert logged(caplog, logging.WARNING, "ami-old", "UnauthorizedOperation")
+
+
+def test_one_in_use_check_per_region_covers_disabling_and_removal() -> None:
+    aws = FakeEc2(users={"ami-a": "instance i-0abc (running)"})
+    reports = run(aws, disabling("ami-a"), removal("ami-b"))
+    assert aws.calls[0] == ("images_in_use", HOME, "ami-a,ami-b")
+    assert [r.result for r in reports] == [Result.skipped, Result.done]
+    [skipped] = report_conditions(reports)
+    assert skipped.type == cond.RETENTION_SKIPPED
+    assert "ami-a in us-west-2 (used by instance i-0abc (running))" in skipped.message
+
+
+@pytest.mark.parametrize(
+    ("launched", "result", "detail"),
+    [
+        (
+            SINCE + timedelta(days=1),
+            Result.skipped,
+            "last launched 2026-10-22T12:00:00Z, within retention.unusedFor",
+        ),
+        (SINCE, Result.done, ""),
+        (None, Result.done, ""),
+    ],
+    ids=["launched-within", "launched-exactly-that-long-ago", "never-launched"],
+)
+def test_a_step_waits_for_unused_for_after_the_last_launch_ec2_reports(
+    launched: datetime | None, result: Result, detail: str
+) -> None:
+    aws = FakeEc2(launched={"ami-old": launched} if launched else {})
+    [report] = run(aws, disabling("ami-old", unused_since=SINCE))
+    assert ("last_launched", HOME, "ami-old") in aws.calls
+    assert (report.result, report.detail) == (result, detail)
+    assert (("disable_image", HOME, "ami-old") in aws.calls) is (result is Result.done)
+
+
+def test_an_unknown_last_launch_counts_as_used(caplog: pytest.LogCaptureFixture) -> None:
+    aws = FakeEc2().fail("last_launched", "RequestLimitExceeded", temporary=True)
+    step = Deregister(HOME, "ami-old", ("snap-1",), REASON, True, MANAGED, SINCE)
+    [report] = run(aws, step)
+    assert [name for name, _, _ in aws.calls] == ["images_in_use", "last_launched"]
+    [failed] = report_conditions([report])
+    assert failed.type == cond.RETENTION_FAILED
+    assert (
+        "remove ami-old in us-west-2: could not check when it was last launched: AWS RequestLimitExceeded"
+        in (failed.message)
+    )
+    assert logged(caplog, logging.WARNING, "ami-old", "RequestLimitExceeded")
+
+
+def test_a_used_ami_is_not_asked_about_its_last_launch() -> None:
+    aws = FakeEc2(users={"ami-old": "instance i-0abc (running)"})
+    run(aws, disabling("ami-old", unused_since=SINCE))
+    assert [name for name, _, _ in aws.calls] == ["images_in_use"]
+
+
+def test_enabling_again_drops_the_clock_and_a_failure_says_what_is_needed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    enable = Enable(HOME, "ami-back", "needed again: it is current or published")
+    aws = FakeEc2()
+    assert run(aws, enable) == [Report(enable, Result.done)]
+    assert aws.calls == [("enable_image", HOME, "ami-back"), ("untag_images", HOME, "ami-back,disabled-at")]
+    assert logged(caplog, logging.INFO, "enabled ami-back", "current or published")
+
+    [report] = run(FakeEc2().fail("enable_image", "UnauthorizedOperation"), enable)
+    [failed] = report_conditions([report])
+    assert failed.type == cond.RETENTION_FAILED
+    assert failed.message == (
+        "Could not enable ami-back in us-west-2 again (needed again: it is current or published): "
+        "AWS UnauthorizedOperation: enable_image refused"
+    )
+
+
+def test_protection_on_and_off_and_a_failure_is_its_own_condition() -> None:
+    on, off = Protect(HOME, "ami-new", True), Protect(HOME, "ami-old", False)
+    aws = FakeEc2()
+    assert [r.result for r in run(aws, on, off)] == [Result.done, Result.done]
+    assert aws.calls == [("protect", HOME, "ami-new"), ("unprotect", HOME, "ami-old")]
+
+    reports = run(FakeEc2().fail("unprotect", "InvalidResponse", temporary=True), on, off)
+    [failed] = report_conditions(reports)
+    assert (failed.type, failed.status) == (cond.PROTECTION_NOT_SET, ConditionStatus.true)
+    assert failed.message == "Could not turn deregistration protection off for ami-old in us-west-2: " + (
+        "AWS InvalidResponse: unprotect refused"
+    )
