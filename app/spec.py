@@ -16,6 +16,7 @@ from cronsim import CronSim, CronSimError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -508,14 +509,19 @@ class PackerBuilderStatus(_Model):
     observedGeneration: int = 0
 
 
+def _whole(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class ObjectMeta(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     name: str = Field(min_length=1)
     namespace: str = "default"
     uid: str = ""
-    # Strict: a `generation: false` coerced to 0 would silently reset the failure budget.
-    generation: StrictInt = 0
+    # Strict: a `generation: false` coerced to 0 would silently reset the failure budget. A whole number
+    # written as a float (19.0, or one too large for 64 bits, which the JSON parser reads as a float) is one.
+    generation: Annotated[StrictInt, BeforeValidator(_whole)] = 0
     creationTimestamp: str = ""
 
 
