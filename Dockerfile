@@ -28,7 +28,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /srv
 COPY app ./app
-# The saved hook requests: /docs shows them as examples (app/openapi.py).
+# The saved hook requests: /docs shows them as examples (app/http/openapi.py).
 COPY metacontroller/examples ./metacontroller/examples
 COPY examples ./examples
 USER 10001:10001

@@ -27,7 +27,7 @@ import uvicorn
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.tags import parse_timestamp
+from app.model.tags import parse_timestamp
 
 if TYPE_CHECKING:
     from moto.server import ThreadedMotoServer

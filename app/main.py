@@ -18,12 +18,16 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import logs, openapi, reconcile
-from app.build import LABEL_OWNER_UID
-from app.decision import Decision, World
-from app.ec2 import Ec2, ImageSource
-from app.effects import describe
-from app.hooks import (
+from app.aws.ec2 import Ec2, ImageSource
+from app.aws.image_index import IndexedImages, InMemory, Refresher
+from app.aws.refreshed import NotInMemory
+from app.core.build import LABEL_OWNER_UID
+from app.core.decision import Decision, World
+from app.core.effects import describe
+from app.http import logs, openapi, reconcile
+from app.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from app.http.metrics import AwsCalls, Metrics, counting_aws_calls, outcome_of
+from app.model.hooks import (
     MAX_PROBLEMS,
     NOT_A_HOOK_REQUEST,
     CustomizeRequest,
@@ -34,15 +38,11 @@ from app.hooks import (
     RelatedResourceRule,
     SyncResponse,
 )
-from app.image_index import IndexedImages, InMemory, Refresher
-from app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from app.metrics import AwsCalls, Metrics, counting_aws_calls, outcome_of
+from app.model.settings import Settings
+from app.model.spec import PackerBuilderStatus
 from app.notify.channels import secret_rule
 from app.notify.dispatch import Dispatcher, dispatcher_from
 from app.notify.events import Event, Kind
-from app.refreshed import NotInMemory
-from app.settings import Settings
-from app.spec import PackerBuilderStatus
 
 log = logging.getLogger("app")
 

@@ -69,10 +69,10 @@ import boto3
 from botocore.config import Config
 from fastapi import FastAPI
 
-from app.build import PACKER_CONTAINER
-from app.hooks import HookRequest
+from app.core.build import PACKER_CONTAINER
 from app.local import REGION, start_local_ec2
-from app.tags import format_timestamp
+from app.model.hooks import HookRequest
+from app.model.tags import format_timestamp
 
 ROOT = Path(__file__).resolve().parent.parent
 # Running `python scripts/bench_sync.py` puts scripts/ first on sys.path, not the project: the AWS proxy is
@@ -84,7 +84,7 @@ from tests.fakes.aws_proxy import AwsProxy  # noqa: E402
 
 SEED_REQUEST = ROOT / "examples" / "sync-new.json"
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-# The service's defaults (app/settings.py), unless the environment sets them for the hook.
+# The service's defaults (app/model/settings.py), unless the environment sets them for the hook.
 INDEX_REFRESH_SECONDS = 60.0
 BASE_IMAGE_CACHE_SECONDS = 300.0
 

@@ -48,11 +48,11 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from app.base_image import BaseImageMissing, BaseLookup, BaseSource, FilterSource  # noqa: E402
-from app.build import PACKER_CONTAINER  # noqa: E402
+from app.core.base_image import BaseImageMissing, BaseLookup, BaseSource, FilterSource  # noqa: E402
+from app.core.build import PACKER_CONTAINER  # noqa: E402
 from app.main import create_app  # noqa: E402
-from app.settings import Settings  # noqa: E402
-from app.tags import Image, format_timestamp, parse_timestamp  # noqa: E402
+from app.model.settings import Settings  # noqa: E402
+from app.model.tags import Image, format_timestamp, parse_timestamp  # noqa: E402
 from scripts.generated import write_or_check  # noqa: E402
 from tests.builders import NAMESPACE, UID, failed, running, succeeded  # noqa: E402
 from tests.deploy.manifests import apply_defaults, crd_schema  # noqa: E402
@@ -85,7 +85,7 @@ STAGES = ("sync-new", "sync-running", "sync-succeeded", "sync-expired", "sync-fa
 
 
 class Catalogue:
-    """Just enough of app.ec2.ImageSource for the seed's builder: base lookups by filter, tags, reads by id."""
+    """Just enough of app.aws.ec2.ImageSource for the seed's builder: base lookups by filter, tags, reads by id."""
 
     def __init__(self) -> None:
         self.images: dict[str, Image] = {}

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.build import LABEL_BUILD_ID, PACKER_CONTAINER
-from app.decision import Decision
-from app.effects import TagImages
-from app.spec import PackerBuilderSpec, parse_spec
-from app.tags import Image, Owner, format_timestamp
+from app.core.build import LABEL_BUILD_ID, PACKER_CONTAINER
+from app.core.decision import Decision
+from app.core.effects import TagImages
+from app.model.spec import PackerBuilderSpec, parse_spec
+from app.model.tags import Image, Owner, format_timestamp
 from tests.seed import SEED_SPEC
 
 UID = "6f1c2b9e-3f39-4a53-9d55-0d4c2f8f2a11"

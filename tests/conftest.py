@@ -122,7 +122,7 @@ def _no_secret_in_logs(request: pytest.FixtureRequest, caplog: pytest.LogCapture
     if not request.module.__name__.rsplit(".", 1)[-1].startswith("test_notify"):
         yield
         return
-    from app.logs import JsonFormatter  # noqa: PLC0415 - only these modules need it
+    from app.http.logs import JsonFormatter  # noqa: PLC0415 - only these modules need it
 
     caplog.set_level("DEBUG")
     yield

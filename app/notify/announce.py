@@ -1,7 +1,7 @@
 """The notifier's part of a sync, after decide(): its readiness condition, and what this response announces.
 
 Pure. decide() knows nothing about notifiers, so the `NotifierReady` condition is added here, with
-app.conditions.merge keeping its lastTransitionTime stable across syncs (rule 3).
+app.core.conditions.merge keeping its lastTransitionTime stable across syncs (rule 3).
 """
 
 from collections import Counter
@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from app import conditions as cond
-from app.conditions import Wanted
-from app.decision import News, World, transition_time
+from app.core import conditions as cond
+from app.core.conditions import Wanted
+from app.core.decision import News, World, transition_time
+from app.model.spec import ConditionStatus, PackerBuilderSpec, PackerBuilderStatus
 from app.notify.channels import configured, resolve
 from app.notify.events import Event, events
 from app.notify.targets import Resolved, SecretData, Target, notifier_of
-from app.spec import ConditionStatus, PackerBuilderSpec, PackerBuilderStatus
 
 NOTIFIER_READY = "NotifierReady"
 

@@ -15,11 +15,11 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.aws_clients import PerRegion, bounded_config
+from app.aws.aws_clients import PerRegion, bounded_config
+from app.model.settings import Settings
+from app.model.spec import SesNotifier, SnsNotifier
 from app.notify.message import Message
 from app.notify.targets import Channel, Lookup, NotifyError, Problem, Resolved, Target
-from app.settings import Settings
-from app.spec import SesNotifier, SnsNotifier
 
 if TYPE_CHECKING:
     from mypy_boto3_ses import SESClient

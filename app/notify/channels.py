@@ -1,7 +1,7 @@
 """The notification channels, listed once; every per-channel step loops over this list.
 
 A channel is one module that defines its Target, its sender and its `Channel` (app.notify.targets), plus its
-entry here. Its section of the spec stays hand-written in app.spec's `Notifier`: that model is what the CRD
+entry here. Its section of the spec stays hand-written in app.model.spec's `Notifier`: that model is what the CRD
 schema is generated from, so it is not derived from this list (tests/unit/test_notify_channels.py checks
 that the two agree).
 
@@ -11,12 +11,12 @@ module imports the channel modules; what needs the list (announce, dispatch, met
 
 from typing import Any
 
-from app.hooks import RelatedResourceRule
+from app.model.hooks import RelatedResourceRule
+from app.model.spec import Notifier
 from app.notify.aws import SES, SNS
 from app.notify.discord import DISCORD
 from app.notify.slack import SLACK
 from app.notify.targets import Channel, Lookup, Problem, Resolved, SecretData, Target, notifier_of
-from app.spec import Notifier
 
 # In the spec's order, which is the order of targets, problems and the NotifierReady message.
 CHANNELS: tuple[Channel[Any], ...] = (SLACK, SNS, SES, DISCORD)

@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 from urllib.error import HTTPError
 from urllib.parse import urlsplit
 
+from app.model.spec import DiscordNotifier
 from app.notify.message import Message, Tone
 from app.notify.targets import Channel, Lookup, NotifyError, Problem, Resolved, Target, secret_value
-from app.spec import DiscordNotifier
 
 # The key read from the spec's Discord Secret: a name, not a secret.
 _URL_KEY = "webhookURL"

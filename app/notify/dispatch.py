@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 from cachetools import TTLCache
 
+from app.model.settings import Settings
 from app.notify.channels import CHANNELS
 from app.notify.events import Event
 from app.notify.message import render
 from app.notify.metrics import Counters
 from app.notify.targets import NotifyError, Sender, Target
-from app.settings import Settings
 
 log = logging.getLogger(__name__)
 

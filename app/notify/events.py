@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from app.conditions import INVALID_SPEC, MAX_FAILED_JOBS, READY
-from app.decision import News
-from app.observed import ObservedJob, Phase
-from app.spec import Condition, JobStatus, ObjectMeta, PackerBuilderSpec, PackerBuilderStatus
-from app.states import State
+from app.core.conditions import INVALID_SPEC, MAX_FAILED_JOBS, READY
+from app.core.decision import News
+from app.core.observed import ObservedJob, Phase
+from app.core.states import State
+from app.model.spec import Condition, JobStatus, ObjectMeta, PackerBuilderSpec, PackerBuilderStatus
 
 EXPIRED_REASON = "AMIExpired"
 NO_NEWS = News()

@@ -20,9 +20,9 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
+from app.model.spec import SlackNotifier
 from app.notify.message import Message, Tone
 from app.notify.targets import Channel, Lookup, NotifyError, Problem, Resolved, Target, secret_value
-from app.spec import SlackNotifier
 
 DEFAULT_API_URL = "https://slack.com/api/"
 # The key read from the spec's Slack Secret: a name, not a secret.

@@ -15,9 +15,9 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from app.model.settings import Settings
+from app.model.spec import Notifier
 from app.notify.message import Message
-from app.settings import Settings
-from app.spec import Notifier
 
 # Where Metacontroller puts related Secrets: a name, not a secret.
 SECRET_GROUP = "Secret.v1"  # noqa: S105

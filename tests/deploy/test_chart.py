@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from app.settings import Settings
+from app.model.settings import Settings
 from tests.deploy.manifests import (
     ALL_ON_VALUES,
     CHART,

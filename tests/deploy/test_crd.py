@@ -1,4 +1,4 @@
-"""The PackerBuilder CRD: generated from app/spec.py, structural, and as strict as the hook (no stricter)."""
+"""The PackerBuilder CRD: generated from app/model/spec.py, structural, and as strict as the hook (no stricter)."""
 
 import copy
 import subprocess
@@ -12,7 +12,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 from celpy.adapter import json_to_cel
 
-from app.spec import PackerBuilderSpec, SpecError, parse_spec
+from app.model.spec import PackerBuilderSpec, SpecError, parse_spec
 from scripts import gen_crd
 from tests.deploy.manifests import (
     CHART_CRD_FILE,
@@ -41,7 +41,7 @@ def test_committed_crd_matches_the_models() -> None:
         text=True,
         check=False,
     )
-    assert result.returncode == 0, f"CRD drifted from app/spec.py:\n{result.stderr}"
+    assert result.returncode == 0, f"CRD drifted from app/model/spec.py:\n{result.stderr}"
 
 
 def test_chart_crd_is_byte_identical_to_the_metacontroller_one() -> None:

@@ -9,14 +9,15 @@ from typing import Any
 import pytest
 import yaml
 
-from app import conditions, decide, tags
-from app.facts import AmiFacts
-from app.hooks import HookRequest
+from app.core import conditions, decide
+from app.core.facts import AmiFacts
+from app.core.states import TABLE, State
+from app.http.reconcile import world_of
 from app.main import _response
-from app.reconcile import world_of
-from app.spec import JobStatus, parse_spec
-from app.states import TABLE, State
-from app.tags import Image, format_timestamp
+from app.model import tags
+from app.model.hooks import HookRequest
+from app.model.spec import JobStatus, parse_spec
+from app.model.tags import Image, format_timestamp
 from tests.builders import T0, base_image, build_pod, parent, request, running, succeeded
 from tests.deploy.manifests import (
     CHART,
@@ -50,7 +51,7 @@ def _actions(policy: dict[str, Any]) -> set[str]:
 
 def _operations_in_app() -> set[str]:
     """AWS API operations the hook's adapter calls, from its boto3 method and paginator names."""
-    source = (ROOT / "app" / "ec2.py").read_text()
+    source = (ROOT / "app" / "aws" / "ec2.py").read_text()
     # Client helpers that are not API operations; the paginator's operation is taken from its argument.
     helpers = {"get_paginator", "get_waiter", "can_paginate"}
     clients = {"_client": "ec2", "_ssm": "ssm"}
@@ -302,7 +303,7 @@ def test_freshness_doc_summarises_the_ssm_example() -> None:
 
 
 def state_table() -> str:
-    """app.states.TABLE as docs/freshness.md shows it."""
+    """app.core.states.TABLE as docs/freshness.md shows it."""
     lines = [
         "| State | Meaning | Which facts lead to it | Ready | The hook looks again |",
         "|---|---|---|---|---|",
@@ -312,7 +313,7 @@ def state_table() -> str:
 
 
 def test_freshness_doc_shows_the_state_table_of_the_code() -> None:
-    """docs/freshness.md's state table is app.states.TABLE, row for row, in the order classify asks."""
+    """docs/freshness.md's state table is app.core.states.TABLE, row for row, in the order classify asks."""
     assert "### States\n\n" + state_table() in FRESHNESS.read_text()
 
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from app.hooks import CustomizeRequest, HookRequest
+from app.model.hooks import CustomizeRequest, HookRequest
 from tests.deploy.manifests import (
     COMPOSITE_CONTROLLER_FILE,
     EXAMPLES,

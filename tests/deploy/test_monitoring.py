@@ -19,9 +19,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.ec2 import Ec2
+from app.aws.ec2 import Ec2
 from app.main import create_app
-from app.settings import Settings
+from app.model.settings import Settings
 from tests.deploy.manifests import (
     ALL_ON_VALUES,
     CHART,

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from pydantic import AliasChoices
 
-from app import conditions
-from app.settings import Settings
+from app.core import conditions
+from app.model.settings import Settings
 from tests.deploy.manifests import CHART, ROOT, load_yaml, markdown_table
 
 DOC = ROOT / "docs" / "performance.md"
@@ -37,7 +37,7 @@ def _numeric_index_settings() -> dict[str, float]:
         for field, info in Settings.model_fields.items()
         if INDEX_SETTING.match(_env_of(field)) and isinstance(info.default, int | float)
     }
-    assert found, "no index settings found in app/settings.py"
+    assert found, "no index settings found in app/model/settings.py"
     return found
 
 
@@ -90,8 +90,8 @@ def test_staleness_rules_name_the_settings_and_the_condition() -> None:
 
 
 def test_acting_status_fields_are_the_ones_decide_uses() -> None:
-    """The doc lists the status fields whose change makes an answer act, as app.decide has them."""
-    source = (ROOT / "app" / "decide.py").read_text()
+    """The doc lists the status fields whose change makes an answer act, as app.core.decide has them."""
+    source = (ROOT / "app" / "core" / "decide.py").read_text()
     block = re.search(r"_ACTING_FIELDS = \(([^)]*)\)", source)
     assert block is not None
     fields = re.findall(r'"(\w+)"', block.group(1))
@@ -107,7 +107,7 @@ def test_quoted_log_messages_are_logged_by_the_code() -> None:
     observe = DOC.read_text().split("## 6. How to observe it", 1)[1].split("\n## 7.", 1)[0]
     quoted = re.findall(r"^\s+- `([^`]+)`", observe, re.MULTILINE)
     assert len(quoted) >= 3
-    sources = "".join(path.read_text() for path in (ROOT / "app").glob("*.py"))
+    sources = "".join(path.read_text() for path in (ROOT / "app").rglob("*.py"))
     for message in quoted:
         fixed = [part.strip() for part in re.split(r"<[^>]+>", message) if part.strip(" :")]
         assert fixed, message
@@ -145,7 +145,7 @@ def test_benchmark_numbers_are_linked_from_the_readme() -> None:
 def test_readme_lists_the_doc_and_the_new_modules() -> None:
     readme = README.read_text()
     assert "[docs/performance.md](docs/performance.md)" in readme
-    for module in ("app/refreshed.py", "app/image_index.py"):
+    for module in ("app/aws/refreshed.py", "app/aws/image_index.py"):
         assert f"| `{module}` |" in readme, module
         assert (ROOT / module).exists(), module
     assert "TTL" not in readme, "base lookups are refreshed in the background, not cached with a TTL"

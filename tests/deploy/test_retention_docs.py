@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import yaml
 
-from app import conditions, effects, outcome
-from app.facts import RegionImages
-from app.lifecycle import Published, parameter_names, plan
-from app.removal import MAX_REMOVALS_PER_SYNC, removals
-from app.settings import Settings
-from app.spec import PackerBuilderSpec, Publish, Retention, parse_spec
-from app.tags import Image, Owner, format_timestamp
+from app.core import conditions, effects, outcome
+from app.core.facts import RegionImages
+from app.core.lifecycle import Published, parameter_names, plan
+from app.core.removal import MAX_REMOVALS_PER_SYNC, removals
+from app.model.settings import Settings
+from app.model.spec import PackerBuilderSpec, Publish, Retention, parse_spec
+from app.model.tags import Image, Owner, format_timestamp
 from tests.deploy.manifests import (
     CHART,
     EXAMPLES,
@@ -33,8 +33,8 @@ RETENTION_MARKER = "# Retention and distribution"
 
 
 def _retention_conditions() -> dict[str, str]:
-    """The condition constants of app/conditions.py's retention block (from its marker comment to a blank line)."""
-    source = (ROOT / "app" / "conditions.py").read_text()
+    """The condition constants of app/core/conditions.py's retention block (from its marker comment to a blank line)."""
+    source = (ROOT / "app" / "core" / "conditions.py").read_text()
     block = source.split(RETENTION_MARKER, 1)[1].split("\n\n", 1)[0]
     names = re.findall(r"^([A-Z_]+) = ", block, re.MULTILINE)
     assert names, "no retention conditions found"
@@ -166,7 +166,7 @@ def test_doc_names_real_iam_statements() -> None:
 def test_doc_and_readme_state_the_removal_cap() -> None:
     doc, readme = DOC.read_text(), README.read_text()
     assert f"At most {MAX_REMOVALS_PER_SYNC} removals per sync" in doc
-    assert "`MAX_REMOVALS_PER_SYNC` in `app/removal.py`" in doc
+    assert "`MAX_REMOVALS_PER_SYNC` in `app/core/removal.py`" in doc
     assert "no cap per sync" not in doc
     for text in (doc, readme):
         caps = re.findall(r"at most (\d+) (?:removals )?per sync", text, re.IGNORECASE)

@@ -3,8 +3,8 @@
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from app.base_image import BaseLookup, BaseSource
-from app.tags import Image
+from app.core.base_image import BaseLookup, BaseSource
+from app.model.tags import Image
 from tests.builders import base_image
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from app.base_image import BaseImageMissing, filter_source
-from app.ec2 import AwsError, Ec2, ImageSource
-from app.spec import AmiFilter
-from app.tags import Image
+from app.aws.ec2 import AwsError, Ec2, ImageSource
+from app.core.base_image import BaseImageMissing, filter_source
+from app.model.spec import AmiFilter
+from app.model.tags import Image
 from tests.aws import (
     EKS_130_X86_FILTERS,
     EKS_OWNER,

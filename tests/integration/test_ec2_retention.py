@@ -12,7 +12,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 
-from app.ec2 import AwsError, Ec2
+from app.aws.ec2 import AwsError, Ec2
 from tests.aws import (
     NEWEST_EKS_130_X86,
     REGION,

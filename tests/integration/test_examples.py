@@ -26,14 +26,14 @@ from typing import Any
 import pytest
 import yaml
 
-from app.build import ANNOTATION_REPLACES
-from app.children import as_desired
-from app.ec2 import Ec2
-from app.hooks import HookRequest
+from app.aws.ec2 import Ec2
+from app.core.build import ANNOTATION_REPLACES
+from app.core.children import as_desired
 from app.local import backdate, packer_build, port_is_free
 from app.main import create_app
-from app.settings import Settings
-from app.tags import format_timestamp
+from app.model.hooks import HookRequest
+from app.model.settings import Settings
+from app.model.tags import format_timestamp
 from scripts import gen_examples
 from tests.aws import NEWEST_EKS_130_X86, REGION, ec2_client, free_port, tags_of
 from tests.deploy.manifests import apply_defaults, crd_schema, schema_errors, strict, validation_errors

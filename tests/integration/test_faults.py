@@ -10,10 +10,10 @@ from typing import Any
 import boto3
 import pytest
 
-from app.ec2 import Ec2
+from app.aws.ec2 import Ec2
 from app.main import create_app
-from app.settings import Settings
-from app.tags import format_timestamp
+from app.model.settings import Settings
+from app.model.tags import format_timestamp
 from tests.aws import REGION, Sends, ec2_client, ec2_error, free_port, register_built_ami, tags_of
 from tests.builders import build_pod, parent, request, running, succeeded
 from tests.fakes.aws_proxy import AwsProxy

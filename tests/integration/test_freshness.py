@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from app.base_image import BaseImageMissing, ParameterSource
-from app.ec2 import Ec2
+from app.aws.ec2 import Ec2
+from app.core.base_image import BaseImageMissing, ParameterSource
 from app.main import create_app
-from app.settings import Settings
-from app.tags import Image, format_timestamp
+from app.model.settings import Settings
+from app.model.tags import Image, format_timestamp
 from tests.aws import (
     NEWEST_EKS_130_X86,
     REGION,

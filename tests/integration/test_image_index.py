@@ -1,4 +1,4 @@
-"""The shared AMI index and base-image cache (app.image_index) against a real moto server.
+"""The shared AMI index and base-image cache (app.aws.image_index) against a real moto server.
 
 Calls are counted at the last moment before the wire (tests.aws.Sends); the clock is a fake one, so "a
 period later" is a number, not a sleep.
@@ -10,12 +10,12 @@ from collections.abc import Callable
 import boto3
 import pytest
 
-from app.base_image import ParameterSource, filter_source
-from app.ec2 import AwsError, Ec2
-from app.image_index import IndexedImages
-from app.refreshed import NotInMemory
-from app.spec import AmiFilter
-from app.tags import Image
+from app.aws.ec2 import AwsError, Ec2
+from app.aws.image_index import IndexedImages
+from app.aws.refreshed import NotInMemory
+from app.core.base_image import ParameterSource, filter_source
+from app.model.spec import AmiFilter
+from app.model.tags import Image
 from tests.aws import (
     EKS_130_X86_FILTERS,
     NEWEST_EKS_130_X86,

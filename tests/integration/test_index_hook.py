@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from app.main import create_app
-from app.settings import Settings
-from app.spec import parse_spec
-from app.tags import Owner, format_timestamp
+from app.model.settings import Settings
+from app.model.spec import parse_spec
+from app.model.tags import Owner, format_timestamp
 from tests.aws import REGION, ec2_client, free_port, register_built_ami
 from tests.builders import NAME, NAMESPACE, build_pod, parent, request, running, succeeded
 from tests.fakes.aws_proxy import ALL, AwsProxy

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from app.children import as_desired
-from app.ec2 import Ec2
+from app.aws.ec2 import Ec2
+from app.core.children import as_desired
 from app.main import create_app
-from app.settings import Settings
-from app.tags import format_timestamp
+from app.model.settings import Settings
+from app.model.tags import format_timestamp
 from tests.aws import NEWEST_EKS_130_X86, REGION, ec2_client, register_built_ami, tags_of
 from tests.builders import build_pod, fail_each_build, parent, request, running, succeeded
 from tests.http import get, post, serve

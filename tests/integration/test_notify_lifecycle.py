@@ -14,10 +14,10 @@ from typing import Any
 import boto3
 import pytest
 
-from app.ec2 import Ec2
+from app.aws.ec2 import Ec2
 from app.main import create_app
+from app.model.settings import Settings
 from app.notify.dispatch import Dispatcher, dispatcher_from
-from app.settings import Settings
 from tests.aws import NEWEST_EKS_130_X86, REGION, ec2_client, register_built_ami
 from tests.builders import NAMESPACE, build_pod, fail_each_build, parent, request, running, succeeded
 from tests.fakes.discord import FakeDiscord, fake_discord

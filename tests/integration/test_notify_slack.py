@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from app.main import create_app
+from app.model.settings import Settings
 from app.notify.dispatch import Dispatcher
 from app.notify.slack import SlackSender
-from app.settings import Settings
 from tests.builders import NAMESPACE, T0, parent, request, running
 from tests.fakes.ec2 import NoAmis
 from tests.fakes.slack import FakeSlack, fake_slack, headline, rate_limited, server_error, slow

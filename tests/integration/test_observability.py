@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.ec2 import Ec2
-from app.logs import JsonFormatter, TextFormatter
+from app.aws.ec2 import Ec2
+from app.http.logs import JsonFormatter, TextFormatter
 from app.main import create_app
-from app.settings import Settings
+from app.model.settings import Settings
 from tests.aws import REGION, ec2_client, register_built_ami
 from tests.builders import NAME, NAMESPACE, UID, build_pod, parent, request, succeeded
 from tests.http import get, post, serve

@@ -27,14 +27,14 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.hooks import NOT_A_HOOK_REQUEST, FinalizeResponse, HookRequestError, SyncResponse
+from app.http.openapi import REPO, hook_examples
 from app.main import create_app
+from app.model.hooks import NOT_A_HOOK_REQUEST, FinalizeResponse, HookRequestError, SyncResponse
+from app.model.settings import Settings
+from app.model.tags import Image
 from app.notify.dispatch import Dispatcher
 from app.notify.events import Event
 from app.notify.targets import Target
-from app.openapi import REPO, hook_examples
-from app.settings import Settings
-from app.tags import Image
 from tests.builders import T0, managed_image, parent, request
 from tests.fakes.ec2 import QuietEc2
 from tests.seed import SEED_SPEC
@@ -149,7 +149,7 @@ def test_an_example_that_cannot_be_read_is_left_out_not_fatal(
     (tmp_path / "list.json").write_text("[]")
     (tmp_path / "not-a-request.json").write_text('{"parent": {"metadata": {}}}')
     (tmp_path / "finalize-good.json").write_text(json.dumps(good | {"finalizing": True}))
-    with caplog.at_level(logging.WARNING, logger="app.openapi"):
+    with caplog.at_level(logging.WARNING, logger="app.http.openapi"):
         found = hook_examples([tmp_path, tmp_path / "missing"], root=tmp_path)
     assert set(found.sync) == {"sync-good.json"}
     assert set(found.finalize) == {"finalize-good.json"}
@@ -161,7 +161,7 @@ def test_an_example_that_cannot_be_read_is_left_out_not_fatal(
 
 def test_the_app_starts_without_any_example_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The container image ships app/ only: the document then has no examples, and everything else works."""
-    monkeypatch.setattr("app.openapi.EXAMPLE_DIRS", (tmp_path / "nowhere",))
+    monkeypatch.setattr("app.http.openapi.EXAMPLE_DIRS", (tmp_path / "nowhere",))
     with TestClient(_app()) as client:
         document = client.get("/openapi.json").json()
         body = document["paths"]["/sync"]["post"]["requestBody"]["content"]["application/json"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from app.job import container_script, parse_termination_message, termination_commit
+from app.core.job import container_script, parse_termination_message, termination_commit
 from tests.aws import NEWEST_EKS_130_X86, REGION, ec2_client
 from tests.builders import make_spec
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from app.ec2 import Ec2
+from app.aws.ec2 import Ec2
 from app.main import create_app
-from app.settings import Settings
+from app.model.settings import Settings
 from tests.aws import NEWEST_EKS_130_X86, OLDEST_EKS_130_X86, REGION, ec2_client, register_built_ami
 from tests.builders import build_pod, parent, request, succeeded
 from tests.http import get, post, serve

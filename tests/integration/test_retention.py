@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from app.ec2 import Ec2
+from app.aws.ec2 import Ec2
 from app.main import create_app
-from app.settings import Settings
-from app.spec import parse_spec
-from app.tags import Owner, format_timestamp
+from app.model.settings import Settings
+from app.model.spec import parse_spec
+from app.model.tags import Owner, format_timestamp
 from tests.aws import REGION, ec2_client, register_built_ami, tags_of
 from tests.builders import NAME, NAMESPACE, build_pod, parent, request, succeeded
 from tests.http import post, serve

@@ -13,11 +13,11 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSPreparedRequest
 
-from app.ec2 import Ec2
-from app.image_index import IndexedImages
+from app.aws.ec2 import Ec2
+from app.aws.image_index import IndexedImages
 from app.main import create_app
-from app.settings import Settings
-from app.tags import format_timestamp
+from app.model.settings import Settings
+from app.model.tags import format_timestamp
 from tests.aws import REGION, ec2_client, ec2_response, register_built_ami, tags_of
 from tests.builders import build_pod, parent, request, succeeded
 from tests.http import serve

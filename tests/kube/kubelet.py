@@ -4,7 +4,7 @@ report them, and wait for the Job controller to finish the Job from that Pod."""
 from datetime import UTC, datetime
 from typing import Any
 
-from app.build import PACKER_CONTAINER
+from app.core.build import PACKER_CONTAINER
 from tests.kube.cluster import ControlPlane, JsonObject
 from tests.kube.objects import condition
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import httpx
 
-from app.hooks import JOB_GROUP
+from app.model.hooks import JOB_GROUP
 from tests.deploy.manifests import load_yaml
 from tests.kube.cluster import ControlPlane, JsonObject, KubeApiError
 from tests.kube.objects import builder, builders

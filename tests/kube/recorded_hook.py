@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.main import create_app
-from app.settings import Settings
+from app.model.settings import Settings
 from tests.http import serve
 from tests.kube.cluster import JsonObject
 

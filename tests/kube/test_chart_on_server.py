@@ -54,7 +54,7 @@ import pytest
 import yaml
 
 from app.main import create_app
-from app.settings import Settings
+from app.model.settings import Settings
 from tests.aws import REGION
 from tests.deploy.test_chart import VALUES_FILES, render
 from tests.http import serve

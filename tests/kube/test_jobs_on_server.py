@@ -13,7 +13,7 @@ One row per stage of a builder's life, each Job taken exactly as the hook's pure
 - `private-ssh`: the same repository over ssh (the key and known_hosts projected from the Secret);
 - `irsa`: the seed with the static keys replaced by `spec.builder.serviceAccountName`
   (metacontroller/examples/serviceaccount-irsa.yaml);
-- `restated-running`: the seed's Job as the hook restates it while it runs (app/children.py `as_desired`
+- `restated-running`: the seed's Job as the hook restates it while it runs (app/core/children.py `as_desired`
   of the Job the server stored, defaults included), created again after someone deleted it.
 
 Each Job is created in a fresh namespace that enforces the `restricted` Pod Security Standard, with strict
@@ -23,7 +23,7 @@ the hook asked for (the hook's Job is a subset of the stored one: the server onl
 controller-manager's Job controller must create its Pod with the template's containers, env (names and
 secretKeyRefs), volumes, service account and security contexts.
 
-Then the Job as the hook restates it while it runs (app/children.py `as_desired`, fed the Job the server
+Then the Job as the hook restates it while it runs (app/core/children.py `as_desired`, fed the Job the server
 stored) is applied back the ways Metacontroller or a person would: a PUT of the restatement merged onto
 the stored Job (Metacontroller's update; the child's OnDelete strategy means it does not send one today),
 a strategic-merge patch, `kubectl apply --dry-run=server` and a server-side apply (dry run). Each is
@@ -40,11 +40,11 @@ from typing import Any
 
 import pytest
 
-from app.build import LABEL_ATTEMPT, LABEL_GENERATION
-from app.children import as_desired
-from app.facts import AmiFacts
-from app.job import ANNOTATION_BUILDER
-from app.tags import parse_timestamp
+from app.core.build import LABEL_ATTEMPT, LABEL_GENERATION
+from app.core.children import as_desired
+from app.core.facts import AmiFacts
+from app.core.job import ANNOTATION_BUILDER
+from app.model.tags import parse_timestamp
 from tests.builders import T0, parent, request, succeeded
 from tests.deploy.manifests import EXAMPLES, apply_defaults, crd_schema, load_yaml
 from tests.kube.cluster import ControlPlane, JsonObject, KubeApiError

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from app.main import create_app
-from app.settings import Settings
-from app.tags import parse_timestamp
+from app.model.settings import Settings
+from app.model.tags import parse_timestamp
 from tests.aws import REGION, ec2_client, register_built_ami, tags_of
 from tests.deploy.manifests import CRD_FILE, load_yaml
 from tests.fakes.slack import fake_slack

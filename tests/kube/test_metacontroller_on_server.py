@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from app.durations import parse_duration
-from app.hooks import JOB_GROUP, POD_GROUP
-from app.settings import Settings
-from app.spec import parse_spec
-from app.tags import Owner, format_timestamp, parse_timestamp
-from app.timing import RETRY_BACKOFF
+from app.core.timing import RETRY_BACKOFF
+from app.model.durations import parse_duration
+from app.model.hooks import JOB_GROUP, POD_GROUP
+from app.model.settings import Settings
+from app.model.spec import parse_spec
+from app.model.tags import Owner, format_timestamp, parse_timestamp
 from tests.aws import REGION, ec2_client, free_port, register_built_ami, tags_of
 from tests.deploy.manifests import COMPOSITE_CONTROLLER_FILE, CRD_FILE, load_yaml
 from tests.fakes.slack import FakeSlack, fake_slack

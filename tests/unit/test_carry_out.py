@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from app import conditions as cond
-from app.base_image import BaseLookup, BaseSource
-from app.carry_out import carry_out
-from app.ec2 import AwsError, ImageSource
-from app.effects import (
+from app.aws.carry_out import carry_out
+from app.aws.ec2 import AwsError, ImageSource
+from app.core import conditions as cond
+from app.core.base_image import BaseLookup, BaseSource
+from app.core.effects import (
     Deprecate,
     Deregister,
     Disable,
@@ -23,9 +23,9 @@ from app.effects import (
     Result,
     TagImages,
 )
-from app.lifecycle import report_conditions
-from app.spec import ConditionStatus
-from app.tags import Image
+from app.core.lifecycle import report_conditions
+from app.model.spec import ConditionStatus
+from app.model.tags import Image
 from tests.builders import T0
 
 HOME, COPY = "us-west-2", "eu-west-1"
@@ -145,7 +145,7 @@ def run(aws: FakeEc2, *effects: Effect) -> list[Report]:
 def logged(caplog: pytest.LogCaptureFixture, level: int, *parts: str) -> bool:
     """Whether one record of `level` from carry_out names every part."""
     return any(
-        r.name == "app.carry_out" and r.levelno == level and all(p in r.getMessage() for p in parts)
+        r.name == "app.aws.carry_out" and r.levelno == level and all(p in r.getMessage() for p in parts)
         for r in caplog.records
     )
 

@@ -8,16 +8,16 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
-from app.base_image import BaseImageMissing
-from app.children import as_desired
-from app.decide import decide, decide_finalize
-from app.decision import Decision
-from app.effects import TagImages
-from app.facts import AmiFacts, AwsFault
-from app.hooks import HookRequest
+from app.core.base_image import BaseImageMissing
+from app.core.children import as_desired
+from app.core.decide import decide, decide_finalize
+from app.core.decision import Decision
+from app.core.effects import TagImages
+from app.core.facts import AmiFacts, AwsFault
+from app.http.reconcile import world_of
 from app.main import _response
-from app.reconcile import world_of
-from app.tags import Image
+from app.model.hooks import HookRequest
+from app.model.tags import Image
 from tests.builders import (
     NAME,
     T0,

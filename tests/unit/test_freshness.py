@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from app.base_image import BaseImageMissing
-from app.decide import decide
-from app.decision import Decision
-from app.facts import AmiFacts
-from app.hooks import HookRequest
+from app.core.base_image import BaseImageMissing
+from app.core.decide import decide
+from app.core.decision import Decision
+from app.core.facts import AmiFacts
+from app.http.reconcile import world_of
 from app.main import _response
-from app.reconcile import world_of
-from app.tags import Image, format_timestamp
+from app.model.hooks import HookRequest
+from app.model.tags import Image, format_timestamp
 from tests.builders import (
     T0,
     base_image,

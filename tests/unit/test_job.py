@@ -11,7 +11,7 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]  # ships no type information
 import pytest
 
-from app.build import (
+from app.core.build import (
     ANNOTATION_BASE_AMI,
     ANNOTATION_COMMAND,
     ANNOTATION_REPLACES,
@@ -26,14 +26,14 @@ from app.build import (
     BuildPlan,
     plan_build,
 )
-from app.job import (
+from app.core.job import (
     container_script,
     packer_command,
     parse_termination_message,
     render_job,
     termination_commit,
 )
-from app.spec import SpecError, parse_spec
+from app.model.spec import SpecError, parse_spec
 from tests.builders import make_spec
 from tests.seed import SEED_SPEC
 
@@ -345,7 +345,7 @@ def test_termination_commit(message: str, expected: str) -> None:
 
 
 def _package_file(name: str) -> str:
-    return (resources.files("app") / "container" / name).read_text(encoding="utf-8")
+    return (resources.files("app.core") / "container" / name).read_text(encoding="utf-8")
 
 
 def test_script_is_a_header_then_the_package_files() -> None:

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from app.job import container_script, packer_command, parse_termination_message, termination_commit
-from app.spec import PackerBuilderSpec
+from app.core.job import container_script, packer_command, parse_termination_message, termination_commit
+from app.model.spec import PackerBuilderSpec
 from tests.builders import make_spec
 from tests.tools import require_tool
 
@@ -611,7 +611,7 @@ def _shellcheck(*args: str, script: str | None = None) -> subprocess.CompletedPr
 
 
 def test_script_file_passes_shellcheck() -> None:
-    with resources.as_file(resources.files("app") / "container" / "packer-build.sh") as path:
+    with resources.as_file(resources.files("app.core") / "container" / "packer-build.sh") as path:
         done = _shellcheck(str(path))
 
     assert done.returncode == 0, done.stdout
@@ -619,7 +619,7 @@ def test_script_file_passes_shellcheck() -> None:
 
 @pytest.mark.parametrize("template", HOSTILE)
 def test_rendered_script_passes_shellcheck(template: str) -> None:
-    """The header app/job.py prepends is clean too, whatever the spec holds.
+    """The header app/core/job.py prepends is clean too, whatever the spec holds.
 
     Excluded: SC2016 ("expressions don't expand in single quotes") and SC1003 ("want to escape a single
     quote?"). A `$` or a backslash that stays literal in single quotes is the point, in the awk program

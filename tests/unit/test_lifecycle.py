@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from app.decide import acts, decide, decide_finalize, with_reports
-from app.decision import Decision
-from app.effects import Deprecate, Deregister, Publish, Report, Result, TagImages, Unpublish
-from app.facts import AmiFacts, RegionImages
-from app.hooks import HookRequest
-from app.lifecycle import deprecation_moment, parameter_names
+from app.core.decide import acts, decide, decide_finalize, with_reports
+from app.core.decision import Decision
+from app.core.effects import Deprecate, Deregister, Publish, Report, Result, TagImages, Unpublish
+from app.core.facts import AmiFacts, RegionImages
+from app.core.lifecycle import deprecation_moment, parameter_names
+from app.http.reconcile import world_of
 from app.main import _response
-from app.reconcile import world_of
-from app.spec import parse_spec
-from app.tags import Image, Owner, format_timestamp
+from app.model.hooks import HookRequest
+from app.model.spec import parse_spec
+from app.model.tags import Image, Owner, format_timestamp
 from tests.builders import (
     NAME,
     NAMESPACE,

@@ -5,11 +5,11 @@ from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 
+from app.model.settings import Settings
+from app.model.spec import Notifier
 from app.notify.channels import CHANNELS, configured, resolve, secret_names
 from app.notify.dispatch import dispatcher_from
 from app.notify.metrics import Counters
-from app.settings import Settings
-from app.spec import Notifier
 from tests.builders import NAMESPACE
 from tests.unit.test_notify_targets import ALL, SECRETS
 

@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 
-from app.decision import News
-from app.notify.events import NO_NEWS, Event, Kind, events
-from app.observed import ObservedJob, Phase
-from app.spec import (
+from app.core.decision import News
+from app.core.observed import ObservedJob, Phase
+from app.model.spec import (
     Condition,
     ConditionStatus,
     JobStatus,
@@ -18,6 +17,7 @@ from app.spec import (
     PackerBuilderStatus,
     parse_spec,
 )
+from app.notify.events import NO_NEWS, Event, Kind, events
 from tests.builders import NAME, NAMESPACE, T0, UID
 from tests.seed import SEED_SPEC
 

@@ -8,17 +8,17 @@ from typing import Any
 
 import pytest
 
-from app import reconcile
-from app.decision import Decision
-from app.hooks import HookRequest
+from app.core.decision import Decision
+from app.http import reconcile
+from app.http.reconcile import world_of
+from app.model.hooks import HookRequest
+from app.model.spec import Notifier, PackerBuilderStatus
 from app.notify.announce import NOTIFIER_READY, Announcement
 from app.notify.aws import SesTarget, SnsTarget
 from app.notify.channels import resolve, secret_rule
 from app.notify.discord import DiscordTarget
 from app.notify.slack import SlackTarget
 from app.notify.targets import read_secrets
-from app.reconcile import world_of
-from app.spec import Notifier, PackerBuilderStatus
 from tests.builders import NAMESPACE, T0, parent, request
 from tests.seed import SEED_SPEC
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from app.image_index import RegionIndex
-from app.refreshed import NotInMemory, Refreshed
-from app.tags import Image
+from app.aws.image_index import RegionIndex
+from app.aws.refreshed import NotInMemory, Refreshed
+from app.model.tags import Image
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""Removal in stages, pure (app.removal): for each AMI of a builder, what state it is in, what happens next, when.
+"""Removal in stages, pure (app.core.removal): for each AMI of a builder, what state it is in, what happens next, when.
 
 Each row reads "this AMI, this retention -> this step now, or this wait"; then the same through `plan` and
 `decide`, for the order of the effects and the status a user reads.
@@ -10,16 +10,16 @@ from typing import Any, TypedDict
 
 import pytest
 
-from app.decide import acts, decide, decide_finalize
-from app.effects import Deprecate, Deregister, Disable, Effect, Enable, Protect, Publish, TagImages
-from app.facts import AmiFacts, RegionImages
-from app.hooks import HookRequest
-from app.lifecycle import Published, plan
+from app.core.decide import acts, decide, decide_finalize
+from app.core.effects import Deprecate, Deregister, Disable, Effect, Enable, Protect, Publish, TagImages
+from app.core.facts import AmiFacts, RegionImages
+from app.core.lifecycle import Published, plan
+from app.core.removal import MAX_REMOVALS_PER_SYNC, NEXT, Action, State, needed, protections, removals
+from app.http.reconcile import world_of
 from app.main import _response
-from app.reconcile import world_of
-from app.removal import MAX_REMOVALS_PER_SYNC, NEXT, Action, State, needed, protections, removals
-from app.spec import Retention, parse_spec
-from app.tags import Image, Owner, format_timestamp
+from app.model.hooks import HookRequest
+from app.model.spec import Retention, parse_spec
+from app.model.tags import Image, Owner, format_timestamp
 from tests.builders import (
     NAME,
     NAMESPACE,

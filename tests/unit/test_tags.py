@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.durations import MAX_DURATION
-from app.ec2 import to_image
-from app.observed import observe_job
-from app.tags import EARLIEST, LATEST, Image, parse_timestamp
+from app.aws.ec2 import to_image
+from app.core.observed import observe_job
+from app.model.durations import MAX_DURATION
+from app.model.tags import EARLIEST, LATEST, Image, parse_timestamp
 from tests.builders import T0, managed_image
 
 PAST_THE_CALENDAR = "9999-12-31T23:59:59-01:00"

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.tags import Image
-from app.timing import retry_at, soak_ends, wake_after, window_start
+from app.core.timing import retry_at, soak_ends, wake_after, window_start
+from app.model.tags import Image
 
 
 def utc(text: str) -> datetime:

@@ -1,0 +1,568 @@
+"""The PackerBuilder resource: spec and status models.
+
+These models are the single source of truth for the CRD schema (`scripts/gen_crd.py`).
+Field names follow the original operator so existing manifests keep working.
+"""
+
+import posixpath
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from app.model.durations import DURATION_PATTERN, parse_duration
+from app.model.regions import known_region
+
+API_GROUP = "ami.refresh.ops"
+API_VERSION = f"{API_GROUP}/v1alpha1"
+KIND = "PackerBuilder"
+
+DEFAULT_GIT_SYNC_IMAGE = "registry.k8s.io/git-sync/git-sync:v4.2.3"
+DEFAULT_MAX_FAILED_JOBS = 3
+# repoURL, branch and clusterName become AMI tag values, which EC2 caps at 256 characters.
+TAG_VALUE_MAX = 256
+PACKER_CONTAINER = "packer"
+
+_REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"
+# https://, ssh://, git:// or scp-like git@host:path; no whitespace, no option-looking values.
+_REPO_URL = r"^((https|ssh|git)://[A-Za-z0-9._~@:\[\]-]+(/[^\s]*)?|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$"
+# A git ref name as git-check-ref-format accepts it, minus the exotic corners.
+_BRANCH = r"^[A-Za-z0-9._/-]+$"
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+_SNS_TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
+# Deliberately loose: SES is the judge of deliverability; this only catches obvious typos.
+_EMAIL = r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$"
+# SSM parameter names: letters, digits and `_.-/`, fully qualified names start with `/`. No `//`.
+_SSM_PARAMETER = r"^/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+SSM_PARAMETER_MAX = 2048
+# A cron expression with five fields: minute, hour, day of month, month, day of week.
+_CRON = r"^\S+( +\S+){4}$"
+# IANA names: `UTC`, `Europe/Berlin`, `America/Argentina/Buenos_Aires`, `Etc/GMT+5`.
+_TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+
+
+def _relative_inside_checkout(path: str) -> str:
+    normalized = posixpath.normpath(path)
+    if path.startswith("/") or normalized == ".." or normalized.startswith("../"):
+        raise ValueError(f"{path!r} must be a relative path inside the repository checkout")
+    return path
+
+
+def _valid_duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+def _valid_soak(text: str) -> str:
+    parse_duration(text, allow_zero=True)
+    return text
+
+
+def _valid_cron(text: str) -> str:
+    if not re.fullmatch(_CRON, text.strip()):
+        raise ValueError(f"{text!r} is not a cron expression with 5 fields such as '0 2 * * 1-5'")
+    try:
+        CronSim(text, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as exc:
+        raise ValueError(f"{text!r} is not a valid cron expression: {exc}") from exc
+    return text
+
+
+def _valid_time_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{name!r} is not an IANA time zone such as UTC or Europe/Berlin") from exc
+    return name
+
+
+def _matching(pattern: str, what: str) -> Callable[[str], str]:
+    """A string check that names what was expected (pydantic's own message only quotes the regex)."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return check
+
+
+def _pattern(pattern: str, max_length: int | None = None) -> WithJsonSchema:
+    schema: dict[str, Any] = {"type": "string", "pattern": pattern}
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    return WithJsonSchema(schema)
+
+
+SoakDuration = Annotated[
+    str,
+    AfterValidator(_valid_soak),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
+]
+CronSchedule = Annotated[
+    str, AfterValidator(_valid_cron), WithJsonSchema({"type": "string", "pattern": _CRON, "maxLength": 256})
+]
+TimeZone = Annotated[
+    str,
+    AfterValidator(_valid_time_zone),
+    WithJsonSchema({"type": "string", "pattern": _TIME_ZONE, "maxLength": 64}),
+]
+SsmParameterName = Annotated[
+    str,
+    AfterValidator(_matching(_SSM_PARAMETER, "an SSM parameter name such as /aws/service/eks/.../image_id")),
+    _pattern(_SSM_PARAMETER, SSM_PARAMETER_MAX),
+]
+CheckoutPath = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_relative_inside_checkout)]
+Duration = Annotated[
+    str, AfterValidator(_valid_duration), WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})
+]
+SecretName = Annotated[
+    str,
+    AfterValidator(_matching(_DNS_SUBDOMAIN, "a Kubernetes object name")),
+    _pattern(_DNS_SUBDOMAIN),
+    Field(max_length=253),
+]
+RepoURL = Annotated[
+    str,
+    AfterValidator(_matching(_REPO_URL, "a git URL (https://, ssh://, git:// or git@host:path)")),
+    _pattern(_REPO_URL),
+]
+Branch = Annotated[
+    str,
+    AfterValidator(_matching(_BRANCH, "a branch name (letters, digits, '.', '_', '/', '-')")),
+    _pattern(_BRANCH),
+]
+Region = Annotated[
+    str,
+    AfterValidator(_matching(_REGION, "an AWS region such as us-west-2")),
+    AfterValidator(known_region),
+    _pattern(_REGION),
+]
+VariableName = Annotated[
+    str, AfterValidator(_matching(_VARIABLE_NAME, "a Packer variable name")), _pattern(_VARIABLE_NAME)
+]
+DnsLabel = Annotated[str, AfterValidator(_matching(_DNS_LABEL, "a DNS-1123 label")), _pattern(_DNS_LABEL)]
+TopicArn = Annotated[
+    str, AfterValidator(_matching(_SNS_TOPIC_ARN, "an SNS topic ARN")), _pattern(_SNS_TOPIC_ARN)
+]
+EmailAddress = Annotated[
+    str, AfterValidator(_matching(_EMAIL, "an email address such as ops@example.com")), _pattern(_EMAIL)
+]
+
+
+class _Model(BaseModel):
+    # Unknown fields are pruned by the API server's structural schema; ignoring them here keeps old
+    # manifests reconcilable while the CRD (generated from these models) stays authoritative.
+    model_config = ConfigDict(extra="ignore", use_enum_values=False, frozen=True)
+
+
+class SubCommand(StrEnum):
+    init = "init"
+    validate = "validate"
+    build = "build"
+
+
+class OnError(StrEnum):
+    """Packer's -on-error values; `ask` is excluded because it waits for a keyboard that a Job lacks."""
+
+    cleanup = "cleanup"
+    abort = "abort"
+    run_cleanup_provisioner = "run-cleanup-provisioner"
+
+
+class AmiFilter(_Model):
+    """One EC2 DescribeImages filter, e.g. {name: owner-id, values: ["602401143452"]}."""
+
+    name: str = Field(min_length=1, max_length=255)
+    values: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(min_length=1)
+
+
+class BaseImage(_Model):
+    """Where the base AMI comes from when it is not found with `amiFilters`."""
+
+    ssmParameter: SsmParameterName = Field(
+        description=(
+            "SSM parameter whose value is the base AMI id, read in spec.region, e.g. "
+            "/aws/service/eks/optimized-ami/1.30/amazon-linux-2023/x86_64/standard/recommended/image_id."
+        )
+    )
+
+
+class Rebuild(_Model):
+    onBaseImageChange: StrictBool = Field(
+        default=False,
+        description=(
+            "Build a new AMI when the newest base AMI differs from the one the current AMI was built on, "
+            "before the current one expires."
+        ),
+    )
+    minBaseImageAge: SoakDuration = Field(
+        default="0s",
+        description="A newer base AMI triggers a rebuild only once it is this old (soak time), e.g. 24h.",
+    )
+
+
+class TimeOuts(_Model):
+    expiresIn: Duration = Field(
+        default="48h", description="How long a built AMI stays current before a rebuild (e.g. 48h, 7d)."
+    )
+    controllerTimer: Duration = Field(
+        default="5m", description="How often the builder is re-checked when nothing is happening."
+    )
+    buildTimeout: Duration = Field(
+        default="2h", description="Build Job deadline (activeDeadlineSeconds); Packer is stopped after it."
+    )
+
+
+class SlackNotifier(_Model):
+    channelIDs: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    secret: SecretName | None = Field(
+        default=None,
+        description="Secret holding the bot token under key `token`; unset: the service's SLACK_BOT_TOKEN.",
+    )
+
+
+class SnsNotifier(_Model):
+    topicARN: TopicArn = Field(
+        max_length=1024, description="SNS topic to publish to; its region is the one in the ARN."
+    )
+
+
+class SesNotifier(_Model):
+    # `from` is a Python keyword, hence the alias; manifests spell it `from`.
+    sender: EmailAddress = Field(alias="from", max_length=320, description="A verified SES identity.")
+    to: list[Annotated[EmailAddress, Field(max_length=320)]] = Field(min_length=1, max_length=50)
+    region: Region | None = Field(default=None, description="SES region; defaults to spec.region.")
+
+
+class DiscordNotifier(_Model):
+    secret: SecretName = Field(description="Secret holding the Discord webhook URL under key `webhookURL`.")
+
+
+class Notifier(_Model):
+    slack: SlackNotifier | None = None
+    sns: SnsNotifier | None = None
+    ses: SesNotifier | None = None
+    discord: DiscordNotifier | None = None
+
+
+class GitSync(_Model):
+    image: str = Field(default=DEFAULT_GIT_SYNC_IMAGE, min_length=1, description="git-sync v4 image.")
+    name: DnsLabel = Field(default="git-sync", max_length=63, description="Init container name.")
+    secret: SecretName | None = Field(
+        default=None, description="Secret with keys `username` and `token` for a private repository."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _not_the_build_container(cls, name: str) -> str:
+        if name == PACKER_CONTAINER:
+            raise ValueError(f"{name!r} is the name of the build container")
+        return name
+
+
+class Command(_Model):
+    subCommand: SubCommand
+    args: list[str] = Field(default_factory=list, description="Extra arguments, each passed as one argument.")
+    color: bool = Field(default=False, description="false adds -color=false.")
+    debug: bool = Field(
+        default=False,
+        description=(
+            "Verbose Packer logging (PACKER_LOG=1). Packer's own -debug is not used: it pauses for "
+            "keyboard input between steps and would hang the Job."
+        ),
+    )
+    onError: OnError | None = Field(
+        default=None, description="Packer -on-error (build only); `ask` is not allowed."
+    )
+    variables: dict[VariableName, str] = Field(default_factory=dict, description="Passed as -var name=value.")
+    variablesFile: CheckoutPath | None = Field(default=None, description="Passed as -var-file=.")
+    variablesFiles: list[CheckoutPath] = Field(default_factory=list, description="Each passed as -var-file=.")
+
+
+class Builder(_Model):
+    repoURL: RepoURL = Field(
+        max_length=TAG_VALUE_MAX, description="https://, ssh://, git:// or git@host:path."
+    )
+    branch: Branch = Field(default="main", max_length=255)
+    image: str = Field(min_length=1, max_length=1024, description="Packer image, e.g. hashicorp/packer:1.11.")
+    dir: CheckoutPath = Field(default=".", description="Packer project directory inside the repository.")
+    secret: SecretName | None = Field(
+        default=None, description="Secret whose keys become the build's environment (AWS credentials)."
+    )
+    serviceAccountName: SecretName | None = Field(
+        default=None, description="Service account of the build pod (IRSA: eks.amazonaws.com/role-arn)."
+    )
+    commands: list[Command] = Field(default_factory=list)
+
+
+EXCLUSIVE_BASE_SOURCES = (
+    "spec.amiFilters and spec.baseImage cannot be used together: choose one base image source"
+)
+# The same rule for the API server (a CEL rule on spec), so `kubectl apply` rejects it up front.
+EXCLUSIVE_BASE_SOURCES_RULE = "!(has(self.amiFilters) && size(self.amiFilters) > 0 && has(self.baseImage))"
+
+
+class Retention(_Model):
+    """What happens to a builder's older AMIs (see docs/retention.md)."""
+
+    keep: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description=(
+            "Per region and architecture, the newest N managed AMIs of this builder are kept (the current one "
+            "always counts and is never removed); older ones are deregistered and their snapshots deleted. "
+            "Unset: nothing is removed."
+        ),
+    )
+    deprecate: StrictBool = Field(
+        default=False,
+        description=(
+            "Set EC2's own deprecation time on each current AMI to its expiry (create-timestamp + "
+            "timeOuts.expiresIn), so the console and DescribeImages show it."
+        ),
+    )
+    skipInUse: StrictBool = Field(
+        default=True,
+        description=(
+            "Never disable or deregister an AMI that a pending or running instance, or the default or latest "
+            "version of a launch template, in its region uses; the status names it instead."
+        ),
+    )
+    disableFor: Duration | None = Field(
+        default=None,
+        description=(
+            "Remove in two stages: an AMI beyond keep is first disabled (DisableImage: it stays, nothing can "
+            "launch it, EnableImage brings it back), and deregistered with its snapshots only once it has been "
+            "disabled this long (the time is kept in its disabled-at tag). Unset: deregistered at once."
+        ),
+    )
+    unusedFor: Duration | None = Field(
+        default=None,
+        description=(
+            "Never disable or deregister an AMI launched within this duration (EC2's lastLaunchedTime, "
+            "reported up to a day late); one EC2 says was never launched is unused, one whose last launch "
+            "cannot be read counts as used."
+        ),
+    )
+    protect: StrictBool = Field(
+        default=False,
+        description=(
+            "Turn on EC2's deregistration protection of each current and each published AMI, and turn it off "
+            "again when the AMI stops being one. False: the hook never changes protection, and keeps any AMI "
+            "whose protection someone else turned on."
+        ),
+    )
+
+
+class Publish(_Model):
+    """Where consumers find the current AMI."""
+
+    ssmParameter: SsmParameterName = Field(
+        description=(
+            "SSM parameter that holds the current AMI id (DataType aws:ec2:image) in every region the AMI "
+            "exists in; with several architectures, <ssmParameter>/<architecture> each."
+        )
+    )
+
+
+class PackerBuilderSpec(_Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": EXCLUSIVE_BASE_SOURCES_RULE,
+                    "message": EXCLUSIVE_BASE_SOURCES,
+                    "fieldPath": ".baseImage",
+                }
+            ]
+        }
+    )
+
+    amiFilters: list[AmiFilter] = Field(
+        default_factory=list,
+        description="DescribeImages filters for the base AMI; empty = self-contained project.",
+    )
+    clusterName: str = Field(default="", max_length=256)
+    timeOuts: TimeOuts = Field(default_factory=TimeOuts)
+    notifier: Notifier = Field(default_factory=Notifier)
+    gitSync: GitSync = Field(default_factory=GitSync)
+    maxNumberOfJobs: int = Field(
+        default=DEFAULT_MAX_FAILED_JOBS,
+        ge=1,
+        le=100,
+        description="Failed builds allowed per spec generation before giving up.",
+    )
+    region: Region = Field(description="AWS region the AMI is built and tagged in.")
+    builder: Builder
+    baseImage: BaseImage | None = Field(
+        default=None, description="Base AMI from an SSM parameter; not together with amiFilters."
+    )
+    rebuild: Rebuild = Field(default_factory=Rebuild)
+    schedule: CronSchedule | None = Field(
+        default=None,
+        description=(
+            "Build window (cron, 5 fields): a build that is due starts at the first tick at or after the "
+            "moment it became due. Unset: at once. Retries of a failed build are not held back."
+        ),
+    )
+    timeZone: TimeZone = Field(default="UTC", description="IANA time zone of schedule, e.g. Europe/Berlin.")
+    suspend: StrictBool = Field(
+        default=False,
+        description="Start no new build (a running one finishes and is recorded), like CronJob.spec.suspend.",
+    )
+
+    successfulJobsHistoryLimit: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="Finished successful build Jobs kept for `kubectl logs`, like CronJob's.",
+    )
+    failedJobsHistoryLimit: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Finished failed build Jobs kept for `kubectl logs`, like CronJob's.",
+    )
+    retention: Retention = Field(default_factory=Retention)
+    publish: Publish | None = Field(default=None, description="Publish the current AMI id for consumers.")
+
+    @model_validator(mode="after")
+    def _one_base_image_source(self) -> "PackerBuilderSpec":
+        if self.amiFilters and self.baseImage is not None:
+            raise ValueError(EXCLUSIVE_BASE_SOURCES)
+        return self
+
+
+class ConditionStatus(StrEnum):
+    true = "True"
+    false = "False"
+    unknown = "Unknown"
+
+
+class Condition(_Model):
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str
+    lastTransitionTime: str
+
+
+class JobStatus(StrEnum):
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+
+
+class ImageRef(_Model):
+    """One current AMI of the builder."""
+
+    region: str
+    architecture: str = ""
+    imageID: str
+
+
+class PackerBuilderStatus(_Model):
+    """Everything the hook writes. Metacontroller replaces status whole, so each field is carried forward."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    buildID: str = ""
+    command: str = ""
+    conditions: list[Condition] = Field(default_factory=list)
+    failedJobCount: int = 0
+    images: list[ImageRef] = Field(
+        default_factory=list, description="The current AMI per region and architecture, sorted."
+    )
+    jobID: str = ""
+    jobName: str = ""
+    jobStatus: JobStatus | None = None
+    lastRun: str = ""
+    lastRunBaseImageID: str = ""
+    lastRunBuiltImageID: str = ""
+    lastRunCommit: str = ""
+    lastRunMessage: str = ""
+    lastRunStatus: JobStatus | None = None
+    nextBuildTime: str = ""
+    state: str = ""
+    observedGeneration: int = 0
+
+
+def _whole(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class ObjectMeta(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(min_length=1)
+    namespace: str = "default"
+    uid: str = ""
+    # Strict: a `generation: false` coerced to 0 would silently reset the failure budget. A whole number
+    # written as a float (19.0, or one too large for 64 bits, which the JSON parser reads as a float) is one.
+    generation: Annotated[StrictInt, BeforeValidator(_whole)] = 0
+    creationTimestamp: str = ""
+
+
+class SpecError(ValueError):
+    """An invalid spec, with the offending field spelled as in the manifest (`spec.builder.repoURL`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def parse_spec(raw: Any) -> PackerBuilderSpec:
+    """Validate a raw spec; raise SpecError naming the first offending field."""
+    if not isinstance(raw, dict):
+        raise SpecError("spec", "must be an object")
+    try:
+        return PackerBuilderSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = "spec" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        if message == EXCLUSIVE_BASE_SOURCES:
+            path = "spec.baseImage"  # the message names both fields
+        if first["type"] == "missing":
+            message = "is required"
+        raise SpecError(path, message) from exc
+
+
+def parse_status(raw: Any) -> PackerBuilderStatus:
+    """Best-effort read of the recorded status: a hand-edited or foreign status must not break a sync."""
+    if not isinstance(raw, dict):
+        return PackerBuilderStatus()
+    try:
+        return PackerBuilderStatus.model_validate(raw)
+    except ValidationError:
+        good = {}
+        for key, value in raw.items():
+            try:
+                PackerBuilderStatus.model_validate({key: value})
+            except ValidationError:
+                continue
+            good[key] = value
+        return PackerBuilderStatus.model_validate(good)
