@@ -209,9 +209,9 @@ class BootCheck:
 
     def _wait_for_status_checks(self) -> None:
         instance = self.instance_id
+        self.doing = f"asking for the status checks of {instance}"
         seen = "no status yet"
         while True:
-            self.doing = f"waiting for the status checks of {instance} ({seen})"
             statuses = self._ec2(self.env.region).describe_instance_status(
                 InstanceIds=[instance], IncludeAllInstances=True
             )["InstanceStatuses"]
@@ -228,19 +228,18 @@ class BootCheck:
                 checks = {"system": system.get("Status", "?"), "instance": own.get("Status", "?")}
                 seen = ", ".join(f"{name} {value}" for name, value in checks.items())
                 impaired = [
-                    name + _failed_details(summary)
+                    f"{name} impaired{_failed_details(summary)}"
                     for name, summary in (("system", system), ("instance", own))
                     if summary.get("Status") == "impaired"
                 ]
                 if impaired:
-                    self._fail(
-                        f"instance {instance} status checks: {', '.join(f'{i} impaired' for i in impaired)}"
-                    )
+                    self._fail(f"instance {instance} status checks: {', '.join(impaired)}")
                 if set(checks.values()) == {"ok"}:
                     log.info("instance %s status checks ok", instance)
                     return
-            self._wait_or_fail(f"instance {instance} status checks not ok within {self._budget()}: {seen}")
             log.info("instance %s: %s", instance, seen)
+            self.doing = f"waiting for the status checks of {instance} ({seen})"
+            self._wait_or_fail(f"instance {instance} status checks not ok within {self._budget()}: {seen}")
 
     def _why_gone(self) -> str:
         """EC2's reason for an instance ending early (an unusable encrypted snapshot, a capacity error...)."""
