@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2.type_defs import InstanceTypeDef
 
 ROOT = Path(__file__).resolve().parents[2]
+POLICY = ROOT / "helm" / "packer-builder" / "iam" / "boot-check-policy.json"
 OTHER_REGION = "us-east-1"
 ARM64_BASE = "ami-0a1f30a1b2c3d4e05"
 BUILD = "6f1c7d2e-0b9a-5c4e-8f3d-2a1b0c9d8e7f"
@@ -215,6 +216,11 @@ def test_ssm_commands_all_exiting_0_pass(world: World) -> None:
     assert launch["IamInstanceProfile.Name"] == ["ami-boot-check"]
     assert launch["SecurityGroupId.1"] == [world.security_group_id]
     assert instance.state == "terminated"
+    # The check's IAM policy allows what went over the wire, and nothing else; CreateTags and PassRole are
+    # what RunInstances does with the tags and the instance profile.
+    policy = json.loads(POLICY.read_text())
+    allowed = {action for statement in policy["Statement"] for action in statement["Action"]}
+    assert set(world.proxy.counts()) == allowed - {"ec2:CreateTags", "iam:PassRole"}
 
 
 def test_an_arm64_ami_gets_an_arm64_instance_type_unless_one_is_set(world: World) -> None:
