@@ -1,6 +1,7 @@
 """`python -m app.validation CHECK`: run one of the checks the validation Job can run."""
 
 import argparse
+import logging
 import os
 import sys
 
@@ -20,6 +21,8 @@ def main(argv: list[str]) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.parse_args(argv)
+    # Progress to standard error, where `kubectl logs` of the validation Job finds it.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     return boot_check.main(os.environ)
 
 

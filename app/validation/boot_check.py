@@ -451,8 +451,7 @@ def _attempt(check: BootCheck, stops: _SigtermStops) -> tuple[int, str]:
 
 
 def main(environ: Mapping[str, str], session: boto3.session.Session | None = None) -> int:
-    """Run the boot check with the given environment; the exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s boot-check %(levelname)s %(message)s")
+    """Run the boot check with the given environment; the exit code. Logs to the `boot-check` logger."""
     try:
         env = BootCheckEnv.from_environ(environ)
     except InvalidInput as error:
