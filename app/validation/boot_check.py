@@ -450,7 +450,7 @@ def _attempt(check: BootCheck, stops: _SigtermStops) -> tuple[int, str]:
         return STOPPED, f"stopped by SIGTERM (the Job's deadline) while {check.doing}"
 
 
-def main(environ: Mapping[str, str], session: boto3.session.Session | None = None) -> int:
+def main(environ: Mapping[str, str]) -> int:
     """Run the boot check with the given environment; the exit code. Logs to the `boot-check` logger."""
     try:
         env = BootCheckEnv.from_environ(environ)
@@ -470,7 +470,7 @@ def main(environ: Mapping[str, str], session: boto3.session.Session | None = Non
         len(env.artifacts),
         env.timeout_seconds,
     )
-    check = BootCheck(env, session or boto3.session.Session())
+    check = BootCheck(env, boto3.session.Session())
     stops = _SigtermStops()
     with stops.installed():
         code, message = _attempt(check, stops)
