@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from app import tags
+from tests.aws import REGION, ec2_client, register_built_ami
 from tests.deploy.dockerfile import (
     DOCKERFILE,
     Instruction,
@@ -277,3 +279,44 @@ def test_sigterm_stops_the_service_cleanly(image: Replay, server: tuple[str, sub
     output = process.stdout.read() if process.stdout else ""
     # WEB_CONCURRENCY=2 reached uvicorn: a supervisor started worker processes.
     assert "Started parent process" in output, output
+
+
+def test_the_boot_check_runs_in_the_image(image: Replay, ec2_env: str, tmp_path: Path) -> None:
+    """The validation Job runs `python -m app.validation boot-check` in this image: no other image to build,
+    and what the image installs (boto3, no dev tools) is all it needs."""
+    ec2 = ec2_client(ec2_env)
+    vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.30.1.0/24")["Subnet"]["SubnetId"]
+    ami = register_built_ami(ec2, "eks-node-in-image", tags={tags.BROUGHT_TO_YOU_BY: tags.OPERATOR_NAME})
+    message = tmp_path / "termination-log"
+    env = image.process_env()
+    env.update({name: value for name, value in os.environ.items() if name.startswith("AWS_")})
+    env.update(
+        {
+            "AMI_ID": ami,
+            "AMI_REGION": REGION,
+            "AMI_IDS": f"{REGION}:{ami}:x86_64",
+            "BUILD_ID": "in-image",
+            "BOOT_CHECK_SUBNET_ID": subnet,
+            "BOOT_CHECK_POLL_SECONDS": "0.1",
+            "TERMINATION_MESSAGE_PATH": str(message),
+        }
+    )
+    python = Path(env["PATH"].split(":")[0]) / "python"
+    done = subprocess.run(
+        [str(python), "-m", "app.validation", "boot-check"],
+        cwd=image.host(image.workdir),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert message.read_text().startswith(f"passed: {ami} booted on t3.small (i-")
+    reservations = ec2.describe_instances(
+        Filters=[{"Name": "tag:ami.refresh.ops/validation", "Values": ["in-image"]}]
+    )
+    states = [i["State"]["Name"] for r in reservations["Reservations"] for i in r["Instances"]]
+    assert states == ["terminated"]

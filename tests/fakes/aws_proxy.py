@@ -15,7 +15,9 @@ Then the call may wait: while the proxy is held (`hold` until `release`), and fo
 (`slow`). `held` says how many calls are waiting now, `held_total` how many ever waited, `held_spans` when.
 Then it is answered with a 503 if its operation is `failing` (in one of the `failing_regions`, when
 that is set), else forwarded to the upstream endpoint as it
-came, over a kept-alive connection per proxy thread (a 502 if the upstream cannot be reached).
+came, over a kept-alive connection per proxy thread (a 502 if the upstream cannot be reached). An operation
+with an entry in `answers` is answered by it instead: it gets the request body and a function that forwards
+the request and returns upstream's answer, so it can change that answer, hold the call, or not forward at all.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import http.client
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -46,6 +48,10 @@ _UNAVAILABLE = (
 )
 
 Form = dict[str, list[str]]
+Answer = tuple[int, str, list[tuple[str, str]], bytes]
+"""Status, reason, headers and body of an answer."""
+Answerer = Callable[[bytes, Callable[[], Answer]], Answer]
+"""Answers one request: its body, and a function that forwards it upstream and returns upstream's answer."""
 
 
 def _identify(headers: Any, body: bytes) -> tuple[str, str, str, Form]:
@@ -84,6 +90,8 @@ class AwsProxy:
         """Operations answered 503 instead of forwarded; ALL fails every one."""
         self.failing_regions: frozenset[str] = frozenset()
         """Where the `failing` operations fail; empty: in every region."""
+        self.answers: dict[str, Answerer] = {}
+        """Operations answered by a function of the test's instead of forwarded as they came."""
         self.held = 0
         self.held_total = 0
         self.held_spans: list[tuple[float, float]] = []
@@ -185,7 +193,7 @@ class AwsProxy:
                 self._delays.pop(service, None)
 
     def _arrived(self, region: str, service: str, operation: str, form: Form) -> bool:
-        """Count the call, hold it as told; whether to fail it."""
+        """Count the call, hold it as told; whether to fail it (with a 503)."""
         with self._lock:
             self._counts[f"{service}:{operation}"] += 1
             if form:
@@ -213,9 +221,6 @@ class AwsProxy:
         return fail
 
 
-Answer = tuple[int, str, list[tuple[str, str]], bytes]
-
-
 def _handler_for(proxy: AwsProxy) -> type[BaseHTTPRequestHandler]:
     local = threading.local()
 
@@ -241,17 +246,22 @@ def _handler_for(proxy: AwsProxy) -> type[BaseHTTPRequestHandler]:
         def _forward(self) -> None:
             length = int(self.headers.get("Content-Length", "0") or 0)
             body = self.rfile.read(length) if length else b""
-            if proxy._arrived(*_identify(self.headers, body)):
+            region, service, operation, form = _identify(self.headers, body)
+            if proxy._arrived(region, service, operation, form):
                 status, reason = 503, "Service Unavailable"
                 answer_headers, answer = [("Content-Type", "text/xml")], _UNAVAILABLE
             else:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-                try:
-                    status, reason, answer_headers, answer = self._exchange(headers, body)
-                except (OSError, http.client.HTTPException) as error:
-                    forget_upstream()
-                    message = f"proxy: upstream failed: {error}".encode()
-                    status, reason, answer_headers, answer = 502, "Bad Gateway", [], message
+
+                def forward() -> Answer:
+                    try:
+                        return self._exchange(headers, body)
+                    except (OSError, http.client.HTTPException) as error:
+                        forget_upstream()
+                        return 502, "Bad Gateway", [], f"proxy: upstream failed: {error}".encode()
+
+                answerer = proxy.answers.get(operation)
+                status, reason, answer_headers, answer = answerer(body, forward) if answerer else forward()
             try:
                 self.send_response(status, reason)
                 for key, value in answer_headers:
