@@ -2,5 +2,5 @@
 
 `python -m app.validation boot-check` is the built-in boot check. It runs in the hook's own image, so this
 package stands alone: it imports nothing from the rest of `app` except the bounded boto3 config
-(`app.aws_clients`) and the tag names (`app.tags`).
+(`app.aws.aws_clients`) and the tag names (`app.model.tags`).
 """

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.aws_clients import PerRegion, bounded_config
+from app.aws.aws_clients import PerRegion, bounded_config
 from app.validation.boot_check_env import (
     DEFAULT_TERMINATION_MESSAGE_PATH,
     TERMINATION_MESSAGE_PATH,

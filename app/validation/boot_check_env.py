@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from app.tags import BROUGHT_TO_YOU_BY, OPERATOR_NAME
+from app.model.tags import BROUGHT_TO_YOU_BY, OPERATOR_NAME
 
 # What every validation Job carries (docs/validation.md, "The flow").
 AMI_ID = "AMI_ID"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from app import tags
+from app.model import tags
 from tests.aws import REGION, ec2_client, register_built_ami
 from tests.deploy.dockerfile import (
     DOCKERFILE,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from app import tags
+from app.model import tags
 from app.validation import boot_check
 from app.validation import boot_check_env as names
 from tests.deploy.manifests import CHART, ROOT
@@ -20,7 +20,7 @@ DOCS = ROOT / "docs" / "validation.md"
 POLICY_FILE = CHART / "iam" / "boot-check-policy.json"
 PACKAGE = ROOT / "app" / "validation"
 # What the boot check may import from the rest of app: it runs on its own in the validation Job.
-ALLOWED_IMPORTS = {"app.aws_clients", "app.tags"}
+ALLOWED_IMPORTS = {"app.aws.aws_clients", "app.model.tags"}
 
 INSTANCES = "arn:aws:ec2:*:*:instance/*"
 VOLUMES = "arn:aws:ec2:*:*:volume/*"

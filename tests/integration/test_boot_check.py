@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import boto3
 import pytest
 
-from app import tags
+from app.model import tags
 from app.validation import boot_check
 from app.validation import boot_check_env as names
 from tests.aws import NEWEST_EKS_130_X86, REGION, ec2_client, register_built_ami

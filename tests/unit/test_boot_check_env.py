@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from app import tags
+from app.model import tags
 from app.validation.boot_check_env import (
     AMI_ID,
     AMI_IDS,
