@@ -195,6 +195,15 @@ def _carried_out(
 
 
 def sync(world: World, images: ImageSource, now: datetime, publish_prefix: str = "") -> Decision:
+    """One /sync, each step once and in this order, down the layers and back (docs/architecture.md):
+
+        gather(images)  ─▶ decide ─▶ acts? ── no ──▶ the answer (a steady builder: no AWS call)
+                                       │ yes
+        gather(exact)   ─▶ decide      (rule 16: an action never rests on cached facts)
+        carry_out       ─▶ with_reports (a condition for each effect that did not happen)
+
+    The one repeat: a claim of a legacy AMI that another builder won is decided and carried out once more.
+    """
     spec = world.spec
     if isinstance(spec, SpecError):
         return decide(world, AmiFacts(), now)
