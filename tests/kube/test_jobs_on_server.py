@@ -1,7 +1,7 @@
 """Every Job the hook emits is accepted by a real API server (v1.31) and run by its Job controller.
 
 One row per stage of a builder's life, each Job taken exactly as the hook's pure core answers it (the
-`sync` of tests/unit/test_decide.py: decide() and the response the service writes):
+`sync` of tests/unit/core/test_decide.py: decide() and the response the service writes):
 
 - `seed`: a new builder, the seed's spec (git-sync credentials and static AWS keys from Secrets);
 - `retry`: the second attempt after a failed build, once the backoff has passed;
@@ -50,7 +50,7 @@ from tests.deploy.manifests import EXAMPLES, apply_defaults, crd_schema, load_ya
 from tests.kube.cluster import ControlPlane, JsonObject, KubeApiError
 from tests.kube.objects import JOB_POD_SECONDS, pod_of
 from tests.seed import SEED_SPEC
-from tests.unit.test_decide import BASE, FACTS, built_image, fail_once, first_build, succeeded_sync, sync
+from tests.unit.core.test_decide import BASE, FACTS, built_image, fail_once, first_build, succeeded_sync, sync
 
 # Generous for a busy two-core machine: the Job controller makes the Pod within a second on an idle one.
 CONFLICT_RETRIES = 5

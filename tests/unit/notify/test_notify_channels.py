@@ -11,7 +11,7 @@ from app.notify.channels import CHANNELS, configured, resolve, secret_names
 from app.notify.dispatch import dispatcher_from
 from app.notify.metrics import Counters
 from tests.builders import NAMESPACE
-from tests.unit.test_notify_targets import ALL, SECRETS
+from tests.unit.notify.test_notify_targets import ALL, SECRETS
 
 
 def test_every_registered_channel_is_wired_everywhere() -> None:

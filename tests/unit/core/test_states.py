@@ -8,7 +8,7 @@ from app.core.handlers import HANDLERS
 from app.core.states import TABLE, Row, State, column_description
 from tests.deploy.manifests import CRD_FILE, load_yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # Answered by app.core.decide itself, before any state's function: a spec that does not parse, and deletion.
 ANSWERED_BY_DECIDE = {State.INVALID_SPEC, State.FINALIZING}
 
