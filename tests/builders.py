@@ -22,6 +22,16 @@ NAMESPACE = "ami-builds"
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 
 
+class Clock:
+    """The hook's wall clock in a test: `create_app(..., clock=clock)`, moved by setting `now`."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 def parent(
     spec: dict[str, Any] | None = None,
     status: dict[str, Any] | None = None,

@@ -20,7 +20,7 @@ from tests.aws import (
     register_built_ami,
     tags_of,
 )
-from tests.builders import build_pod, parent, request, running, succeeded
+from tests.builders import Clock, build_pod, parent, request, running, succeeded
 from tests.http import post, serve
 from tests.seed import SEED_SPEC
 
@@ -46,14 +46,6 @@ def ssm_spec(**fields: Any) -> dict[str, Any]:
     spec["baseImage"] = {"ssmParameter": PARAMETER}
     spec.update(fields)
     return spec
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from app.aws.ec2 import Ec2
 from app.main import create_app
 from app.model.settings import Settings
 from tests.aws import NEWEST_EKS_130_X86, OLDEST_EKS_130_X86, REGION, ec2_client, register_built_ami
-from tests.builders import build_pod, parent, request, succeeded
+from tests.builders import Clock, build_pod, parent, request, succeeded
 from tests.http import get, post, serve
 from tests.seed import SEED_SPEC
 
@@ -25,14 +25,6 @@ if TYPE_CHECKING:
 BASE_PARAMETER = "/platform/base/eks-1.30-al2023-x86_64"
 
 Sync = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

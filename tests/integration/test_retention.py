@@ -18,7 +18,7 @@ from app.model.settings import Settings
 from app.model.spec import parse_spec
 from app.model.tags import Owner, format_timestamp
 from tests.aws import REGION, ec2_client, register_built_ami, tags_of
-from tests.builders import NAME, NAMESPACE, build_pod, parent, request, succeeded
+from tests.builders import NAME, NAMESPACE, Clock, build_pod, parent, request, succeeded
 from tests.http import post, serve
 from tests.seed import SEED_SPEC
 
@@ -261,14 +261,6 @@ def test_a_parameter_outside_the_allowed_prefix_is_refused_with_a_condition(ec2_
     assert tags_of(ec2, built)["status"] == "active"  # everything else still happened
     ssm = boto3.session.Session().client("ssm", region_name=REGION, endpoint_url=ec2_env)
     assert ssm.describe_parameters()["Parameters"] == []
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def parameters_of(ec2_env: str) -> dict[str, str]:

@@ -19,11 +19,10 @@ from app.main import create_app
 from app.model.settings import Settings
 from app.model.tags import format_timestamp
 from tests.aws import REGION, ec2_client, ec2_response, register_built_ami, tags_of
-from tests.builders import build_pod, parent, request, succeeded
+from tests.builders import Clock, build_pod, parent, request, succeeded
 from tests.http import serve
 from tests.integration.test_retention import (
     PARAMETER,
-    Clock,
     conditions,
     exists,
     mine,

@@ -15,21 +15,13 @@ from app.model.settings import Settings
 from app.model.spec import parse_spec
 from app.model.tags import Owner, format_timestamp
 from tests.aws import REGION, ec2_client, register_built_ami, tags_of
-from tests.builders import NAME, build_pod, parent, request, succeeded
+from tests.builders import NAME, Clock, build_pod, parent, request, succeeded
 from tests.http import post, serve
 from tests.seed import SEED_SPEC
 
 PARAMETER = "/platform/ami/web"
 TEAM_A = ("team-a", "0a0a0a0a-1111-4111-8111-000000000001")
 TEAM_B = ("team-b", "0b0b0b0b-2222-4222-8222-000000000002")
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class Builder:
