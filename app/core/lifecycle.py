@@ -136,7 +136,30 @@ def plan(
     for artifact in outcome.usable if outcome is not None else ():
         if artifact.image is not None:
             fresh.setdefault(artifact.region, []).append(artifact.image)
+    views, tagging, retiring = _tagged(regions, fresh, wanted_tags)
+    current, claims = _current(views, regions, fresh, owner, now, expires_in)
 
+    kept = needed(views, current, published.values)
+    staged = removals(views, kept, spec.retention, owner.tags, now)
+    effects: list[Effect] = [*claims, *tagging, *retiring, *staged.enables]
+    effects += _deprecations(current, spec, now, expires_in)
+    publications, refusals = _publications(current, views, published, spec, owner)
+    effects += publications
+    effects += protections(views, kept, spec.retention)
+    effects += staged.steps
+    failures = tuple(
+        f"{a.image_id} in {a.region}: {a.reason}"
+        for a in (outcome.artifacts if outcome is not None and outcome.kind is Kind.built else ())
+        if a.kind is Kind.failed
+    )
+    return Plan(tuple(current), tuple(effects), failures, tuple(refusals), staged.waiting)
+
+
+def _tagged(
+    regions: Mapping[str, RegionImages], fresh: Mapping[str, list[Image]], wanted_tags: Mapping[str, str]
+) -> tuple[dict[str, list[Image]], list[Effect], list[Effect]]:
+    """Each region's own AMIs as they are once the new ones are tagged active and those they replace retired,
+    and the tagging and retiring effects that make them so."""
     tagging: list[Effect] = []
     retiring: list[Effect] = []
     views: dict[str, list[Image]] = {}
@@ -158,10 +181,22 @@ def plan(
                     managed[image_id], tags={**managed[image_id].tags, STATUS: DEPRECATED}
                 )
         views[region] = sorted(managed.values(), key=lambda i: i.image_id)
+    return views, tagging, retiring
 
+
+def _current(
+    views: dict[str, list[Image]],
+    regions: Mapping[str, RegionImages],
+    fresh: Mapping[str, list[Image]],
+    owner: Owner,
+    now: datetime,
+    expires_in: timedelta,
+) -> tuple[list[Current], list[Effect]]:
+    """The newest active AMI per region and architecture, and the claims of the legacy ones among them
+    (claimed AMIs join `views`, as the builder's own)."""
     current: list[Current] = []
     claims: list[Effect] = []
-    for region, view in views.items():
+    for region, view in list(views.items()):
         # A legacy AMI the seed's rule would adopt (active, unexpired) competes where nothing was just built.
         adoptable = [] if region in fresh else _adoptable(regions[region].legacy, now, expires_in)
         claimed: list[Image] = []
@@ -180,21 +215,7 @@ def plan(
         if claimed:
             claims.append(Claim(region, tuple(sorted(i.image_id for i in claimed)), owner.namespace))
             views[region] = sorted([*view, *claimed], key=lambda i: i.image_id)
-
-    kept = needed(views, current, published.values)
-    staged = removals(views, kept, spec.retention, owner.tags, now)
-    effects: list[Effect] = [*claims, *tagging, *retiring, *staged.enables]
-    effects += _deprecations(current, spec, now, expires_in)
-    publications, refusals = _publications(current, views, published, spec, owner)
-    effects += publications
-    effects += protections(views, kept, spec.retention)
-    effects += staged.steps
-    failures = tuple(
-        f"{a.image_id} in {a.region}: {a.reason}"
-        for a in (outcome.artifacts if outcome is not None and outcome.kind is Kind.built else ())
-        if a.kind is Kind.failed
-    )
-    return Plan(tuple(current), tuple(effects), failures, tuple(refusals), staged.waiting)
+    return current, claims
 
 
 def _adoptable(legacy: Sequence[Image], now: datetime, expires_in: timedelta) -> list[Image]:
