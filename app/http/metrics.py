@@ -27,7 +27,8 @@ from app.model.spec import ConditionStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_OUTCOMES = {
+# Keyed by the status's state string (State members are those strings).
+_OUTCOMES: dict[str, str] = {
     State.AMI_CREATED: "ready",
     State.AMI_ADOPTED: "ready",
     State.JOB_CREATION: "building",
@@ -46,8 +47,7 @@ def outcome_of(decision: Decision) -> str:
     """The `outcome` label of a sync: ready, building, waiting, failed, invalid or aws_error."""
     if any(c.type == cond.AWS_ERROR and c.status == ConditionStatus.true for c in decision.status.conditions):
         return "aws_error"
-    state = decision.status.state
-    return _OUTCOMES.get(State(state), "waiting") if state in State.__members__.values() else "waiting"
+    return _OUTCOMES.get(decision.status.state, "waiting")
 
 
 @dataclass
