@@ -4,17 +4,10 @@ These models are the single source of truth for the CRD schema (`scripts/gen_crd
 Field names follow the original operator so existing manifests keep working.
 """
 
-import posixpath
-import re
-from collections.abc import Callable
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronsim import CronSim, CronSimError
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -22,13 +15,28 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from app.model.durations import DURATION_PATTERN, parse_duration
-from app.model.regions import known_region
+from app.model.fields import (
+    Branch,
+    CheckoutPath,
+    CronSchedule,
+    DnsLabel,
+    Duration,
+    EmailAddress,
+    Model,
+    Region,
+    RepoURL,
+    SecretName,
+    SoakDuration,
+    SsmParameterName,
+    TimeZone,
+    TopicArn,
+    VariableName,
+)
+from app.model.validation import Validation, ValidationStatus
 
 API_GROUP = "ami.refresh.ops"
 API_VERSION = f"{API_GROUP}/v1alpha1"
@@ -39,141 +47,6 @@ DEFAULT_MAX_FAILED_JOBS = 3
 # repoURL, branch and clusterName become AMI tag values, which EC2 caps at 256 characters.
 TAG_VALUE_MAX = 256
 PACKER_CONTAINER = "packer"
-
-_REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"
-# https://, ssh://, git:// or scp-like git@host:path; no whitespace, no option-looking values.
-_REPO_URL = r"^((https|ssh|git)://[A-Za-z0-9._~@:\[\]-]+(/[^\s]*)?|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$"
-# A git ref name as git-check-ref-format accepts it, minus the exotic corners.
-_BRANCH = r"^[A-Za-z0-9._/-]+$"
-_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-_VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
-_SNS_TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
-# Deliberately loose: SES is the judge of deliverability; this only catches obvious typos.
-_EMAIL = r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$"
-# SSM parameter names: letters, digits and `_.-/`, fully qualified names start with `/`. No `//`.
-_SSM_PARAMETER = r"^/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
-SSM_PARAMETER_MAX = 2048
-# A cron expression with five fields: minute, hour, day of month, month, day of week.
-_CRON = r"^\S+( +\S+){4}$"
-# IANA names: `UTC`, `Europe/Berlin`, `America/Argentina/Buenos_Aires`, `Etc/GMT+5`.
-_TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
-
-
-def _relative_inside_checkout(path: str) -> str:
-    normalized = posixpath.normpath(path)
-    if path.startswith("/") or normalized == ".." or normalized.startswith("../"):
-        raise ValueError(f"{path!r} must be a relative path inside the repository checkout")
-    return path
-
-
-def _valid_duration(text: str) -> str:
-    parse_duration(text)
-    return text
-
-
-def _valid_soak(text: str) -> str:
-    parse_duration(text, allow_zero=True)
-    return text
-
-
-def _valid_cron(text: str) -> str:
-    if not re.fullmatch(_CRON, text.strip()):
-        raise ValueError(f"{text!r} is not a cron expression with 5 fields such as '0 2 * * 1-5'")
-    try:
-        CronSim(text, datetime(2000, 1, 1, tzinfo=UTC))
-    except CronSimError as exc:
-        raise ValueError(f"{text!r} is not a valid cron expression: {exc}") from exc
-    return text
-
-
-def _valid_time_zone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"{name!r} is not an IANA time zone such as UTC or Europe/Berlin") from exc
-    return name
-
-
-def _matching(pattern: str, what: str) -> Callable[[str], str]:
-    """A string check that names what was expected (pydantic's own message only quotes the regex)."""
-    compiled = re.compile(pattern)
-
-    def check(value: str) -> str:
-        if not compiled.fullmatch(value):
-            raise ValueError(f"{value!r} is not {what}")
-        return value
-
-    return check
-
-
-def _pattern(pattern: str, max_length: int | None = None) -> WithJsonSchema:
-    schema: dict[str, Any] = {"type": "string", "pattern": pattern}
-    if max_length is not None:
-        schema["maxLength"] = max_length
-    return WithJsonSchema(schema)
-
-
-SoakDuration = Annotated[
-    str,
-    AfterValidator(_valid_soak),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
-]
-CronSchedule = Annotated[
-    str, AfterValidator(_valid_cron), WithJsonSchema({"type": "string", "pattern": _CRON, "maxLength": 256})
-]
-TimeZone = Annotated[
-    str,
-    AfterValidator(_valid_time_zone),
-    WithJsonSchema({"type": "string", "pattern": _TIME_ZONE, "maxLength": 64}),
-]
-SsmParameterName = Annotated[
-    str,
-    AfterValidator(_matching(_SSM_PARAMETER, "an SSM parameter name such as /aws/service/eks/.../image_id")),
-    _pattern(_SSM_PARAMETER, SSM_PARAMETER_MAX),
-]
-CheckoutPath = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_relative_inside_checkout)]
-Duration = Annotated[
-    str, AfterValidator(_valid_duration), WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})
-]
-SecretName = Annotated[
-    str,
-    AfterValidator(_matching(_DNS_SUBDOMAIN, "a Kubernetes object name")),
-    _pattern(_DNS_SUBDOMAIN),
-    Field(max_length=253),
-]
-RepoURL = Annotated[
-    str,
-    AfterValidator(_matching(_REPO_URL, "a git URL (https://, ssh://, git:// or git@host:path)")),
-    _pattern(_REPO_URL),
-]
-Branch = Annotated[
-    str,
-    AfterValidator(_matching(_BRANCH, "a branch name (letters, digits, '.', '_', '/', '-')")),
-    _pattern(_BRANCH),
-]
-Region = Annotated[
-    str,
-    AfterValidator(_matching(_REGION, "an AWS region such as us-west-2")),
-    AfterValidator(known_region),
-    _pattern(_REGION),
-]
-VariableName = Annotated[
-    str, AfterValidator(_matching(_VARIABLE_NAME, "a Packer variable name")), _pattern(_VARIABLE_NAME)
-]
-DnsLabel = Annotated[str, AfterValidator(_matching(_DNS_LABEL, "a DNS-1123 label")), _pattern(_DNS_LABEL)]
-TopicArn = Annotated[
-    str, AfterValidator(_matching(_SNS_TOPIC_ARN, "an SNS topic ARN")), _pattern(_SNS_TOPIC_ARN)
-]
-EmailAddress = Annotated[
-    str, AfterValidator(_matching(_EMAIL, "an email address such as ops@example.com")), _pattern(_EMAIL)
-]
-
-
-class _Model(BaseModel):
-    # Unknown fields are pruned by the API server's structural schema; ignoring them here keeps old
-    # manifests reconcilable while the CRD (generated from these models) stays authoritative.
-    model_config = ConfigDict(extra="ignore", use_enum_values=False, frozen=True)
 
 
 class SubCommand(StrEnum):
@@ -190,14 +63,14 @@ class OnError(StrEnum):
     run_cleanup_provisioner = "run-cleanup-provisioner"
 
 
-class AmiFilter(_Model):
+class AmiFilter(Model):
     """One EC2 DescribeImages filter, e.g. {name: owner-id, values: ["602401143452"]}."""
 
     name: str = Field(min_length=1, max_length=255)
     values: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(min_length=1)
 
 
-class BaseImage(_Model):
+class BaseImage(Model):
     """Where the base AMI comes from when it is not found with `amiFilters`."""
 
     ssmParameter: SsmParameterName = Field(
@@ -208,7 +81,7 @@ class BaseImage(_Model):
     )
 
 
-class Rebuild(_Model):
+class Rebuild(Model):
     onBaseImageChange: StrictBool = Field(
         default=False,
         description=(
@@ -222,7 +95,7 @@ class Rebuild(_Model):
     )
 
 
-class TimeOuts(_Model):
+class TimeOuts(Model):
     expiresIn: Duration = Field(
         default="48h", description="How long a built AMI stays current before a rebuild (e.g. 48h, 7d)."
     )
@@ -234,7 +107,7 @@ class TimeOuts(_Model):
     )
 
 
-class SlackNotifier(_Model):
+class SlackNotifier(Model):
     channelIDs: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     secret: SecretName | None = Field(
         default=None,
@@ -242,31 +115,31 @@ class SlackNotifier(_Model):
     )
 
 
-class SnsNotifier(_Model):
+class SnsNotifier(Model):
     topicARN: TopicArn = Field(
         max_length=1024, description="SNS topic to publish to; its region is the one in the ARN."
     )
 
 
-class SesNotifier(_Model):
+class SesNotifier(Model):
     # `from` is a Python keyword, hence the alias; manifests spell it `from`.
     sender: EmailAddress = Field(alias="from", max_length=320, description="A verified SES identity.")
     to: list[Annotated[EmailAddress, Field(max_length=320)]] = Field(min_length=1, max_length=50)
     region: Region | None = Field(default=None, description="SES region; defaults to spec.region.")
 
 
-class DiscordNotifier(_Model):
+class DiscordNotifier(Model):
     secret: SecretName = Field(description="Secret holding the Discord webhook URL under key `webhookURL`.")
 
 
-class Notifier(_Model):
+class Notifier(Model):
     slack: SlackNotifier | None = None
     sns: SnsNotifier | None = None
     ses: SesNotifier | None = None
     discord: DiscordNotifier | None = None
 
 
-class GitSync(_Model):
+class GitSync(Model):
     image: str = Field(default=DEFAULT_GIT_SYNC_IMAGE, min_length=1, description="git-sync v4 image.")
     name: DnsLabel = Field(default="git-sync", max_length=63, description="Init container name.")
     secret: SecretName | None = Field(
@@ -281,7 +154,7 @@ class GitSync(_Model):
         return name
 
 
-class Command(_Model):
+class Command(Model):
     subCommand: SubCommand
     args: list[str] = Field(default_factory=list, description="Extra arguments, each passed as one argument.")
     color: bool = Field(default=False, description="false adds -color=false.")
@@ -300,7 +173,7 @@ class Command(_Model):
     variablesFiles: list[CheckoutPath] = Field(default_factory=list, description="Each passed as -var-file=.")
 
 
-class Builder(_Model):
+class Builder(Model):
     repoURL: RepoURL = Field(
         max_length=TAG_VALUE_MAX, description="https://, ssh://, git:// or git@host:path."
     )
@@ -323,7 +196,7 @@ EXCLUSIVE_BASE_SOURCES = (
 EXCLUSIVE_BASE_SOURCES_RULE = "!(has(self.amiFilters) && size(self.amiFilters) > 0 && has(self.baseImage))"
 
 
-class Retention(_Model):
+class Retention(Model):
     """What happens to a builder's older AMIs (see docs/retention.md)."""
 
     keep: int | None = Field(
@@ -376,7 +249,7 @@ class Retention(_Model):
     )
 
 
-class Publish(_Model):
+class Publish(Model):
     """Where consumers find the current AMI."""
 
     ssmParameter: SsmParameterName = Field(
@@ -387,7 +260,7 @@ class Publish(_Model):
     )
 
 
-class PackerBuilderSpec(_Model):
+class PackerBuilderSpec(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -447,6 +320,9 @@ class PackerBuilderSpec(_Model):
     )
     retention: Retention = Field(default_factory=Retention)
     publish: Publish | None = Field(default=None, description="Publish the current AMI id for consumers.")
+    validation: Validation | None = Field(
+        default=None, description="A check the AMIs pass before they become active (docs/validation.md)."
+    )
 
     @model_validator(mode="after")
     def _one_base_image_source(self) -> "PackerBuilderSpec":
@@ -461,7 +337,7 @@ class ConditionStatus(StrEnum):
     unknown = "Unknown"
 
 
-class Condition(_Model):
+class Condition(Model):
     type: str
     status: ConditionStatus
     reason: str
@@ -473,9 +349,11 @@ class JobStatus(StrEnum):
     running = "running"
     completed = "completed"
     failed = "failed"
+    validating = "validating"
+    """The build succeeded; its AMIs wait for the validation Job."""
 
 
-class ImageRef(_Model):
+class ImageRef(Model):
     """One current AMI of the builder."""
 
     region: str
@@ -483,7 +361,7 @@ class ImageRef(_Model):
     imageID: str
 
 
-class PackerBuilderStatus(_Model):
+class PackerBuilderStatus(Model):
     """Everything the hook writes. Metacontroller replaces status whole, so each field is carried forward."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -506,6 +384,9 @@ class PackerBuilderStatus(_Model):
     lastRunStatus: JobStatus | None = None
     nextBuildTime: str = ""
     state: str = ""
+    validation: ValidationStatus | None = Field(
+        default=None, description="The last validation: its Job, the AMI under test, its result."
+    )
     observedGeneration: int = 0
 
 
