@@ -28,6 +28,9 @@ RETENTION_SKIPPED = "RetentionSkipped"
 RETENTION_FAILED = "RetentionFailed"
 RETENTION_PENDING = "RetentionPending"
 PROTECTION_NOT_SET = "ProtectionNotSet"
+# The last validation's verdict (docs/validation.md): True (Passed), False (ValidationFailed) or Unknown (Validating).
+VALIDATED = "Validated"
+VALIDATION_FAILED = "ValidationFailed"
 # AWS did not answer for a region other than spec.region: nothing is done there meanwhile.
 REGION_UNAVAILABLE = "RegionUnavailable"
 

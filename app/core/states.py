@@ -12,6 +12,7 @@ class State(StrEnum):
     JOB_CREATION = "JobCreation"
     JOB_RUNNING = "JobRunning"
     WAITING_FOR_IMAGE = "WaitingForImage"
+    VALIDATING = "Validating"
     AMI_CREATED = "AMICreated"
     AMI_ADOPTED = "AMIAdopted"
     JOB_FAILED = "JobFailed"
@@ -57,6 +58,13 @@ TABLE: tuple[Row, ...] = (
         "the latest finished build succeeded and its AMI in spec.region is not visible or still pending",
         "follows the current AMI",
         "30 seconds",
+    ),
+    Row(
+        State.VALIDATING,
+        "The build's AMIs are tagged `validating`; the validation Job checks them; nothing is published until it passes",
+        "the latest build succeeded and spec.validation asks for a check, or AMIs tagged `validating` await one",
+        "follows the current AMI",
+        "1 minute (at most the controller timer)",
     ),
     Row(
         State.AMI_CREATED,

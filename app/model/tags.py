@@ -31,6 +31,10 @@ DISABLED_AT = "disabled-at"
 
 ACTIVE = "active"
 DEPRECATED = "deprecated"
+VALIDATING = "validating"
+"""Built, waiting for its validation Job: never current, published or removed."""
+REJECTED = "rejected"
+"""Failed its validation: never adopted or published; removed first when retention is on."""
 
 # The span of time the hook computes with. A time read outside it (a tag "pinning" an AMI at 9999-12-31, a
 # clock gone wrong) counts as its nearest end: far beyond any real build, and far enough from the ends of
