@@ -315,7 +315,7 @@ def create_app(
         """Sync hook: the Jobs that must exist for this PackerBuilder and its status."""
         started = time.monotonic()
         now = clock()
-        world = reconcile.world_of(request)
+        world = reconcile.world_of(request, settings.hook_image)
         with counting_aws_calls() as calls:
             decision = await _synced(world, source, memory, now, publish_prefix)
         decision, news = reconcile.announce(request, world, decision, now, fallback_slack_token)
@@ -339,7 +339,7 @@ def create_app(
         """Finalize hook: `finalized: true` once no build is running and the last one's AMIs are tagged."""
         started = time.monotonic()
         now = clock()
-        world = reconcile.world_of(request)
+        world = reconcile.world_of(request, settings.hook_image)
         with counting_aws_calls() as calls:
             decision = reconcile.finalize(world, source, now, publish_prefix)
         _observe(metrics, "finalize", world, decision, calls, started, now)

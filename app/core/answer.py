@@ -10,8 +10,9 @@ from app.core.decision import Decision, News
 from app.core.history import Record
 from app.core.outcome import Kind
 from app.core.situation import Situation
-from app.model.spec import ImageRef, PackerBuilderStatus
+from app.model.spec import ConditionStatus, ImageRef, PackerBuilderStatus
 from app.model.tags import format_timestamp
+from app.model.validation import Result, ValidationStatus
 
 
 def images(s: Situation) -> list[ImageRef]:
@@ -95,6 +96,11 @@ def ambient(s: Situation) -> list[Wanted]:
             f"{region} ({reason})" for region, reason in out
         )
         wanted.append(cond.true(cond.REGION_UNAVAILABLE, message))
+    verdict = s.record.fields.get("validation", s.previous.validation)
+    if isinstance(verdict, ValidationStatus) and (
+        s.spec.validation is not None or verdict.result is Result.running
+    ):
+        wanted += _validated(verdict)
     if s.plan.waiting:
         wanted.append(cond.true(cond.RETENTION_PENDING, f"Waiting: {s.plan.waiting}"))
     if s.plan.copy_failures:
@@ -108,3 +114,14 @@ def ambient(s: Situation) -> list[Wanted]:
             if c.type == cond.IMAGE_COPY_FAILED
         ]
     return wanted
+
+
+def _validated(verdict: ValidationStatus) -> list[Wanted]:
+    """The Validated condition: what the last validation said, naming its Job (and why, when it failed)."""
+    if verdict.result is Result.passed:
+        return [cond.true(cond.VALIDATED, verdict.message, reason="Passed")]
+    if verdict.result is Result.failed:
+        return [cond.false(cond.VALIDATED, cond.VALIDATION_FAILED, verdict.message)]
+    if verdict.result is Result.running:
+        return [Wanted(cond.VALIDATED, ConditionStatus.unknown, "Validating", verdict.message)]
+    return []

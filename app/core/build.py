@@ -17,6 +17,11 @@ LABEL_BUILD_ID = f"{API_GROUP}/build-id"
 LABEL_JOB_ID = f"{API_GROUP}/job-id"
 LABEL_ATTEMPT = f"{API_GROUP}/attempt"
 LABEL_GENERATION = f"{API_GROUP}/generation"
+# Which of a build's Jobs this is: the build itself, or its validation (docs/validation.md).
+LABEL_STEP = f"{API_GROUP}/step"
+STEP_BUILD = "build"
+STEP_VALIDATE = "validate"
+VALIDATE_CONTAINER = "validate"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "packer-builder-hook"
 
@@ -58,6 +63,11 @@ def plan_build(
         base_ami=base_ami,
         replaces_ami=replaces_ami,
     )
+
+
+def validation_job_name(parent_name: str, job_id: str) -> str:
+    """The one validation Job of the build `job_id`: named after the build, so asking again asks for the same."""
+    return job_name(parent_name, f"{job_id}-validate")
 
 
 def job_name(parent_name: str, job_id: str) -> str:

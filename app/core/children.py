@@ -83,32 +83,37 @@ def kept_jobs(
 ) -> list[ObservedJob]:
     """Rules 1 and 7 and the history limits: which of the live Jobs stay in `children`.
 
-    Running Jobs stay. The latest finished Job stays while its outcome is not recorded in the status the
-    request carries (record first, delete later) or still waits for an AMI. After that, like a CronJob's, the newest
-    `successful_limit` succeeded and `failed_limit` failed builds stay for `kubectl logs`.
+    Running Jobs stay. The latest finished Job (and its validation Job) stays while its outcome is not recorded
+    in the status the request carries (record first, delete later), still waits for an AMI or is being
+    validated. After that, like a CronJob's, the newest `successful_limit` succeeded and `failed_limit` failed
+    builds stay for `kubectl logs`; a build and its validation are one entry, failed when either failed.
     """
     finished = sorted((j for j in live if j.phase is not Phase.running), key=lambda j: j.order, reverse=True)
-    latest = outcome.job.name if outcome is not None else None
-
-    def failed_build(job: ObservedJob) -> bool:
-        latest_failed = outcome is not None and job.name == latest and outcome.kind is Kind.failed
-        return job.phase is Phase.failed or latest_failed
-
-    failures = [j.name for j in finished if failed_build(j)]
-    successes = [j.name for j in finished if not failed_build(j)]
+    latest = outcome.job.build_id if outcome is not None else None
+    failed: dict[str, bool] = {}  # by build, newest first
+    for job in finished:
+        latest_failed = outcome is not None and _build(job) == latest and outcome.kind is Kind.failed
+        failed[_build(job)] = failed.get(_build(job), False) or job.phase is Phase.failed or latest_failed
+    failures = [b for b, f in failed.items() if f]
+    successes = [b for b, f in failed.items() if not f]
     history = set(failures[:failed_limit]) | set(successes[:successful_limit])
     return [
         j
         for j in live
-        if j.phase is Phase.running or _unsettled(j, outcome, recorded_now) or j.name in history
+        if j.phase is Phase.running or _unsettled(j, outcome, recorded_now) or _build(j) in history
     ]
 
 
+def _build(job: ObservedJob) -> str:
+    """Which build a Job belongs to (a Job without a build id, never ours, is one of its own)."""
+    return job.build_id or job.name
+
+
 def _unsettled(job: ObservedJob, outcome: Outcome | None, recorded_now: bool) -> bool:
-    """Whether the latest finished Job still has something to tell: it may not go yet (rule 7)."""
-    if outcome is None or outcome.job.name != job.name:
+    """Whether the latest finished Job or its validation still has something to tell: it may not go yet (rule 7)."""
+    if outcome is None or _build(job) != _build(outcome.job):
         return False
-    if recorded_now or outcome.kind is Kind.waiting:
+    if recorded_now or outcome.kind in (Kind.waiting, Kind.validating):
         return True
     # A copy in another region still on its way: only this Job's report names it.
     return any(a.kind is Kind.waiting for a in outcome.artifacts)

@@ -29,6 +29,7 @@ from app.core.outcome import ARTIFACT_GRACE, Kind
 from app.core.situation import Situation
 from app.core.states import State
 from app.model.spec import JobStatus, SpecError
+from app.model.validation import Result
 
 FAULT_RESYNC_MIN = 15
 FAULT_RESYNC_MAX = 300
@@ -39,6 +40,12 @@ def decide(world: World, facts: AmiFacts, now: datetime) -> Decision:
     now = now.replace(microsecond=0)
     if isinstance(world.spec, SpecError):
         return _invalid_spec(world, world.spec, now)
+    validation = world.spec.validation
+    if validation is not None and validation.bootCheck is not None and not world.hook_image:
+        missing = (
+            "the hook does not know its own image to run the boot check in (HOOK_IMAGE; the chart sets it)"
+        )
+        return _invalid_spec(world, SpecError("spec.validation.bootCheck", missing), now)
     situation = Situation(world, world.spec, facts, now)
     if facts.fault is not None:
         return _fault(situation, facts.fault)
@@ -51,6 +58,8 @@ def classify(s: Situation) -> State:
         return State.JOB_RUNNING
     if s.outcome is not None and s.outcome.kind is Kind.waiting:
         return State.WAITING_FOR_IMAGE
+    if s.outcome is not None and s.outcome.kind is Kind.validating:
+        return State.VALIDATING
     if s.current is not None and not s.rebuild_due:
         return ami_state(s, s.current)
     if s.pending is not None and not s.deleted_while_suspended:
@@ -72,13 +81,17 @@ def classify(s: Situation) -> State:
 
 def needs_facts_to_finalize(world: World) -> bool:
     """Whether the last build's AMIs may still need tagging: its success or one of its copies unrecorded."""
-    finished = [j for j in world.jobs if not j.deleting and j.phase is not Phase.running]
+    finished = [j for j in world.jobs if not j.deleting and j.phase is not Phase.running and not j.validates]
     if not finished:
         return False
     latest = max(finished, key=lambda j: j.order)
     if latest.phase is not Phase.succeeded:
         return False
     status = world.status
+    if status.validation is not None and status.validation.buildID == latest.build_id:
+        # Validated or rejected: recorded once the status says so; a validation that never ran leaves its
+        # AMIs `validating`, and they are named in the finalize status.
+        return status.validation.result is not Result.passed or status.jobStatus != JobStatus.completed
     if status.jobName != latest.name or status.jobStatus != JobStatus.completed:
         return True
     report = world.reports.get(latest.build_id)
@@ -101,8 +114,10 @@ def decide_finalize(world: World, facts: AmiFacts, now: datetime) -> Decision:
     )
     wait = ""
     effects: tuple[Effect, ...] = ()
+    note = ""
     if running:
-        wait = f"Waiting for running build {', '.join(j.name for j in running)} to finish"
+        what = "validation" if all(j.validates for j in running) else "build"
+        wait = f"Waiting for running {what} {', '.join(j.name for j in running)} to finish"
     elif not isinstance(world.spec, SpecError) and needs_facts_to_finalize(world):
         s = Situation(world, world.spec, facts, now)
         finished = s.finished[-1]
@@ -122,8 +137,12 @@ def decide_finalize(world: World, facts: AmiFacts, now: datetime) -> Decision:
                 pending.insert(0, outcome.reason)
             if pending and patient:
                 wait = f"Waiting to record build {finished.name}: {pending[0]}"
-    if wait:
-        status = status.model_copy(update={"lastRunMessage": wait})
+            if outcome is not None and outcome.kind is Kind.validating:
+                ids = ", ".join(f"{a.image_id} in {a.region}" for a in outcome.usable)
+                note = f"Deleted before its validation finished: {ids} left tagged validating"
+                status = status.model_copy(update=s.record.fields)
+    if wait or note:
+        status = status.model_copy(update={"lastRunMessage": wait or note, "state": State.FINALIZING.value})
     return Decision(
         children=tuple(as_desired(j.raw) for j in sorted(running, key=lambda j: j.name)),
         status=status,

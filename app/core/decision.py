@@ -20,6 +20,10 @@ class World:
     status: PackerBuilderStatus
     jobs: tuple[ObservedJob, ...] = ()
     reports: Mapping[str, BuildReport] = field(default_factory=dict)
+    verdicts: Mapping[str, BuildReport] = field(default_factory=dict)
+    """What each validation container said when it ended, by build id."""
+    hook_image: str = ""
+    """The hook's own image (HOOK_IMAGE): the boot check runs in it."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from app.model.tags import Image
 
 def retry(s: Situation) -> tuple[datetime | None, datetime | None]:
     """When the last failure of this cycle happened, and when its retry may start (None: not known)."""
-    failed_at = last_failure_at(s.previous, s.finished, s.world.meta.generation, s.replaces, s.outcome)
+    failed_at = last_failure_at(s.previous, s.settled, s.world.meta.generation, s.replaces, s.outcome)
     return failed_at, retry_at(failed_at, s.failures) if failed_at is not None else None
 
 

@@ -18,6 +18,7 @@ from app.core.outcome import Kind, Outcome
 from app.core.situation import Situation
 from app.core.states import State
 from app.core.timing import ceil_seconds, wake_after
+from app.core.validation_job import render_validation_job
 from app.model.spec import JobStatus
 from app.model.tags import BASE_AMI, Image, format_timestamp
 
@@ -47,6 +48,18 @@ def waiting_for_image(s: Situation) -> Decision:
     message = f"Build {outcome.job.name} finished; {outcome.reason}"
     new = status(s, [waiting], lastRunMessage=message, state=State.WAITING_FOR_IMAGE.value)
     return answer(s, new, min(WAITING_RESYNC, s.timer), recorded=False)
+
+
+def validating(s: Situation) -> Decision:
+    """The build's AMIs are tagged validating; its validation Job is asked for (again: rule 8, the same one)
+    until the request shows it, then followed. Nothing else starts meanwhile."""
+    outcome = cast(Outcome, s.outcome)  # classified: the latest build waits for its verdict
+    extra = None
+    if outcome.validation is None:
+        meta = s.world.meta
+        extra = render_validation_job(meta, s.spec, outcome, s.world.hook_image, s.owner.tags)
+    new = status(s, [], state=State.VALIDATING.value)
+    return answer(s, new, min(RUNNING_RESYNC, s.timer), recorded=True, extra=extra)
 
 
 def ami_available(s: Situation) -> Decision:
@@ -171,6 +184,7 @@ def _emit(s: Situation, build: BuildPlan, *, recorded: bool) -> Decision:
 HANDLERS: Mapping[State, Callable[[Situation], Decision]] = {
     State.JOB_RUNNING: job_running,
     State.WAITING_FOR_IMAGE: waiting_for_image,
+    State.VALIDATING: validating,
     State.AMI_CREATED: ami_available,
     State.AMI_ADOPTED: ami_available,
     State.SUSPENDED: suspended,

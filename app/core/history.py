@@ -7,12 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from app.core import conditions as cond
+from app.core.build import validation_job_name
 from app.core.decision import World, recorded_time
 from app.core.facts import AmiFacts
+from app.core.gate import gated
 from app.core.observed import ObservedJob, Phase
 from app.core.outcome import Kind, Outcome, latest_outcome
-from app.model.spec import JobStatus, PackerBuilderStatus
-from app.model.tags import BUILD_ID, format_timestamp
+from app.model.spec import JobStatus, PackerBuilderSpec, PackerBuilderStatus
+from app.model.tags import BUILD_ID, STATUS, VALIDATING, format_timestamp
+from app.model.validation import Result, ValidationStatus
 
 
 @dataclass(frozen=True)
@@ -27,16 +30,29 @@ class Record:
 
 
 def latest_news(
-    world: World, finished: Sequence[ObservedJob], facts: AmiFacts, region: str, now: datetime
+    world: World,
+    finished: Sequence[ObservedJob],
+    validations: Sequence[ObservedJob],
+    facts: AmiFacts,
+    spec: PackerBuilderSpec,
+    now: datetime,
 ) -> Outcome | None:
-    """The latest finished build's outcome, or None once its success is recorded and carried out.
+    """The latest finished build's outcome (its validation taken into account), or None once its success is
+    recorded and carried out.
 
     A recorded success is history: its AMIs may since have been retired or removed, and the spec (and
     so the management tags) may have changed; neither may be read as news about that build. It stays
-    news while its AMI lacks the build's tags (tagging failed or was undone) or a copy is on its way.
+    news while its AMI lacks the build's tags (tagging failed or was undone, or it is still tagged
+    validating) or a copy is on its way.
     """
+    region = spec.region
     built = {r: images.built for r, images in facts.regions(region).items()}
-    outcome = latest_outcome(finished, world.reports, built, region, now, facts.unavailable)
+    outcome = gated(
+        latest_outcome(finished, world.reports, built, region, now, facts.unavailable),
+        validations,
+        world.verdicts,
+        spec.validation is not None,
+    )
     if outcome is None:
         return None
     job, previous = outcome.job, world.status
@@ -45,7 +61,11 @@ def latest_news(
         # A recorded success stays a success: its AMI vanishing since (deregistered by hand) means the
         # builder has no usable AMI, which is the world's news, not this build's.
         return None
-    untagged = any(a.image.tags.get(BUILD_ID) != job.build_id for a in outcome.usable if a.image)
+    untagged = any(
+        a.image.tags.get(BUILD_ID) != job.build_id or a.image.tags.get(STATUS) == VALIDATING
+        for a in outcome.usable
+        if a.image
+    )
     # A copy the status lists arrived and was recorded, even while AWS does not answer in its region.
     listed = {(ref.region, ref.imageID) for ref in previous.images}
     copying = any(a.kind is Kind.waiting and (a.region, a.image_id) not in listed for a in outcome.artifacts)
@@ -114,15 +134,30 @@ def running_fields(previous: PackerBuilderStatus, job: ObservedJob) -> dict[str,
 
 
 def record(
-    outcome: Outcome | None, previous: PackerBuilderStatus, finished: Sequence[ObservedJob], generation: int
+    outcome: Outcome | None,
+    previous: PackerBuilderStatus,
+    finished: Sequence[ObservedJob],
+    generation: int,
+    parent: str,
 ) -> Record:
     """The status fields that record the latest finished build (none while it waits for its AMI)."""
     if outcome is None or outcome.kind is Kind.waiting:
         return Record()
     job = outcome.job
-    result = JobStatus.completed if outcome.kind is Kind.built else JobStatus.failed
+    result = {Kind.built: JobStatus.completed, Kind.validating: JobStatus.validating}.get(
+        outcome.kind, JobStatus.failed
+    )
     already = previous.jobName == job.name and previous.jobStatus == result
     fields = {**running_fields(previous, job), "jobStatus": result, "lastRunStatus": result}
+    verdict = _verdict(outcome, parent)
+    if verdict is not None:
+        fields["validation"] = verdict
+        already = already and previous.validation == verdict
+    if outcome.kind is Kind.validating:
+        fields["lastRunMessage"] = (
+            f"Built {outcome.image_id}; {verdict.message if verdict else 'validating it'}"
+        )
+        return Record(fields, not already)
     if outcome.kind is Kind.built:
         commit = f" at commit {outcome.commit[:12]}" if outcome.commit else ""
         fields |= {
@@ -139,6 +174,27 @@ def record(
         count = max(failed_count(previous, finished, generation, job.replaces_ami), job.attempt + 1)
     fields |= {"failedJobCount": count, "lastRunMessage": f"Build {job.name} failed: {outcome.reason}"}
     return Record(fields, not already, outcome.reason)
+
+
+def _verdict(outcome: Outcome, parent: str) -> ValidationStatus | None:
+    """status.validation for a build that is or was validated: its Job, the AMI under test, the result."""
+    if outcome.kind is not Kind.validating and outcome.validation is None:
+        return None
+    job = outcome.job
+    name = (
+        outcome.validation.name if outcome.validation is not None else validation_job_name(parent, job.job_id)
+    )
+    result, message = {
+        Kind.validating: (Result.running, f"Job {name} is validating {outcome.image_id}"),
+        Kind.built: (Result.passed, f"Job {name} validated {outcome.image_id}"),
+    }.get(outcome.kind, (Result.failed, outcome.reason))
+    return ValidationStatus(
+        jobName=name,
+        imageID=outcome.image_id,
+        buildID=job.build_id,
+        result=result,
+        message=message,
+    )
 
 
 def _duration(job: ObservedJob) -> str:

@@ -34,7 +34,7 @@ from app.core.outcome import Kind, Outcome, primary_order
 from app.core.removal import needed, protections, removals, revivable
 from app.model.durations import MAX_DURATION
 from app.model.spec import ImageRef, PackerBuilderSpec
-from app.model.tags import DEPRECATED, DISABLED_AT, STATUS, Image, Owner
+from app.model.tags import ACTIVE, DEPRECATED, DISABLED_AT, STATUS, Image, Owner
 
 Current = tuple[str, Image]
 """A current AMI and its region."""
@@ -171,7 +171,8 @@ def _tagged(
             tagging.append(TagImages(region, tuple(untagged), tuple(sorted(wanted_tags.items()))))
         for image in new:
             managed[image.image_id] = replace(image, tags={**image.tags, **wanted_tags})
-        if new:
+        # Only an active AMI replaces others: one validating or rejected leaves the current ones as they are.
+        if new and wanted_tags.get(STATUS) == ACTIVE:
             new_ids = {i.image_id for i in new}
             stale = sorted(i for i, image in managed.items() if image.is_active and i not in new_ids)
             if stale:

@@ -13,7 +13,10 @@ from app.core.build import (
     LABEL_BUILD_ID,
     LABEL_GENERATION,
     LABEL_JOB_ID,
+    LABEL_STEP,
     PACKER_CONTAINER,
+    STEP_BUILD,
+    STEP_VALIDATE,
 )
 from app.model.tags import parse_timestamp
 
@@ -44,6 +47,12 @@ class ObservedJob:
     started_at: datetime | None
     finished_at: datetime | None
     failure: str
+    step: str = STEP_BUILD
+    """A build, or a build's validation (a Job without the label is a build: older hooks made only those)."""
+
+    @property
+    def validates(self) -> bool:
+        return self.step == STEP_VALIDATE
 
     @property
     def order(self) -> tuple[int, datetime, int, str]:
@@ -115,6 +124,7 @@ def observe_job(raw: dict[str, Any]) -> ObservedJob:
         started_at=_time(status.get("startTime")),
         finished_at=finished_at,
         failure=failure,
+        step=labels.get(LABEL_STEP, STEP_BUILD),
     )
 
 
@@ -126,8 +136,11 @@ class BuildReport:
     message: str
 
 
-def build_reports(pods: list[dict[str, Any]]) -> dict[str, BuildReport]:
-    """Terminated Packer containers keyed by build id; a successful report wins over a failed retry's."""
+def build_reports(
+    pods: list[dict[str, Any]], container_name: str = PACKER_CONTAINER
+) -> dict[str, BuildReport]:
+    """Terminated containers of one name (the Packer container, or the validation container) keyed by build
+    id; a successful report wins over a failed retry's."""
     reports: dict[str, BuildReport] = {}
     for pod in sorted(pods, key=lambda p: str(_dict(p.get("metadata")).get("name", ""))):
         metadata = _dict(pod.get("metadata"))
@@ -136,7 +149,7 @@ def build_reports(pods: list[dict[str, Any]]) -> dict[str, BuildReport]:
             continue
         for item in _list(_dict(pod.get("status")).get("containerStatuses")):
             container = _dict(item)
-            if container.get("name") != PACKER_CONTAINER:
+            if container.get("name") != container_name:
                 continue
             terminated = _dict(_dict(container.get("state")).get("terminated"))
             if not terminated:

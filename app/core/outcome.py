@@ -14,7 +14,9 @@ from app.model.tags import (
     CREATE_TIMESTAMP,
     JOB_ID,
     PACKER_REPO_COMMIT,
+    REJECTED,
     STATUS,
+    VALIDATING,
     Image,
     Owner,
     format_timestamp,
@@ -27,6 +29,8 @@ ARTIFACT_GRACE = timedelta(minutes=15)
 class Kind(StrEnum):
     built = "built"
     waiting = "waiting"
+    validating = "validating"
+    """Built; its AMIs wait for the verdict of the validation Job."""
     failed = "failed"
 
 
@@ -59,6 +63,10 @@ class Outcome:
     """The git commit the build reported (second line of its termination message), if any."""
     artifacts: tuple[Artifact, ...] = ()
     """Every AMI the build reported, in every region, sorted by region and AMI id."""
+    validation: ObservedJob | None = None
+    """The build's validation Job, once there is one (app.core.gate)."""
+    rejected: bool = False
+    """Failed because its validation Job failed: the AMIs are tagged rejected."""
 
     @property
     def built(self) -> Image | None:
@@ -66,9 +74,18 @@ class Outcome:
         return self.image if self.kind is Kind.built else None
 
     @property
+    def status_tag(self) -> str | None:
+        """The `status` tag the build's AMIs get: active, validating, rejected; None for a failed build's."""
+        if self.kind is Kind.built:
+            return ACTIVE
+        if self.kind is Kind.validating:
+            return VALIDATING
+        return REJECTED if self.rejected else None
+
+    @property
     def usable(self) -> tuple[Artifact, ...]:
-        """The artifacts to tag active: none unless the build as a whole succeeded."""
-        if self.kind is not Kind.built:
+        """The artifacts to tag with `status_tag`: none unless the build as a whole succeeded."""
+        if self.status_tag is None:
             return ()
         return tuple(a for a in self.artifacts if a.kind is Kind.built)
 
@@ -160,7 +177,7 @@ def built_tags(outcome: Outcome, owner: Owner, now: datetime) -> dict[str, str]:
     created = job.finished_at or job.created_at or now
     tags = {
         **owner.tags,
-        STATUS: ACTIVE,
+        STATUS: outcome.status_tag or ACTIVE,
         CREATE_TIMESTAMP: format_timestamp(created),
         BUILD_ID: job.build_id,
         JOB_ID: job.job_id,

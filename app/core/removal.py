@@ -20,7 +20,9 @@ from app.model.tags import (
     ACTIVE,
     CREATE_TIMESTAMP,
     DISABLED_AT,
+    REJECTED,
     STATUS,
+    VALIDATING,
     Image,
     format_timestamp,
     parse_timestamp,
@@ -168,7 +170,18 @@ def _walk(
         else:
             by_arch.setdefault(image.architecture, []).append((stamp, image))
     for _, dated in sorted(by_arch.items()):
-        ranked = sorted(dated, key=lambda d: (d[0], d[1].image_id), reverse=True)
+        # Neither an AMI awaiting its validation nor a rejected one counts towards `keep`: the first is kept
+        # until its verdict, the second goes first whenever retention is on.
+        for stamp, image in dated:
+            verdict = image.tags.get(STATUS)
+            if verdict == VALIDATING:
+                nexts.append(_wanted(region, image, stamp, "it awaits its validation"))
+            elif verdict == REJECTED and keep is None:
+                nexts.append(_wanted(region, image, stamp, "retention.keep is unset"))
+            elif verdict == REJECTED:
+                nexts.append(_beyond(region, image, stamp, retention, "it failed its validation"))
+        counted = [d for d in dated if d[1].tags.get(STATUS) not in (VALIDATING, REJECTED)]
+        ranked = sorted(counted, key=lambda d: (d[0], d[1].image_id), reverse=True)
         for rank, (stamp, image) in enumerate(ranked):
             if (region, image.image_id) in kept:
                 nexts.append(_wanted(region, image, stamp, "it is current or published"))
@@ -185,11 +198,11 @@ def _wanted(region: str, image: Image, stamp: datetime | None, why: str) -> _Nex
     return _Next(region, image, NEXT[state_of(image)][0], stamp, f"needed again: {why}")
 
 
-def _beyond(region: str, image: Image, stamp: datetime, retention: Retention) -> _Next:
-    """The step due for an AMI beyond `keep`, and from when."""
+def _beyond(region: str, image: Image, stamp: datetime, retention: Retention, why: str = "") -> _Next:
+    """The step due for an AMI beyond `keep` (or rejected: `why` says so), and from when."""
     state = state_of(image)
     action = NEXT[state][1 if retention.disableFor is not None else 2]
-    why = (
+    why = why or (
         f"older than the newest {retention.keep} {image.architecture or 'unknown-architecture'} AMIs "
         f"(created {format_timestamp(stamp)})"
     )

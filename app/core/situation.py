@@ -14,6 +14,7 @@ from app.core.build import BuildPlan, plan_build
 from app.core.decision import World, recorded_time, transition_time
 from app.core.facts import AmiFacts
 from app.core.freshness import BaseCheck, check_base
+from app.core.gate import gated, stranded
 from app.core.history import Record, failed_count, latest_news, record
 from app.core.lifecycle import Plan, Published, newest, plan
 from app.core.observed import ObservedJob, Phase
@@ -47,11 +48,26 @@ class Situation:
         return [j for j in self.world.jobs if not j.deleting]  # rule 9
 
     @cached_property
+    def builds(self) -> list[ObservedJob]:
+        return [j for j in self.live if not j.validates]
+
+    @cached_property
+    def validations(self) -> list[ObservedJob]:
+        return [j for j in self.live if j.validates]
+
+    @cached_property
     def running(self) -> list[ObservedJob]:
-        return sorted((j for j in self.live if j.phase is Phase.running), key=lambda j: j.order)
+        """Running builds (a running validation is part of the latest build's outcome)."""
+        return sorted((j for j in self.builds if j.phase is Phase.running), key=lambda j: j.order)
 
     @cached_property
     def finished(self) -> list[ObservedJob]:
+        """Finished builds, oldest first."""
+        return sorted((j for j in self.builds if j.phase is not Phase.running), key=lambda j: j.order)
+
+    @cached_property
+    def settled(self) -> list[ObservedJob]:
+        """Finished builds and validations, oldest first: a failed validation is a failed attempt."""
         return sorted((j for j in self.live if j.phase is not Phase.running), key=lambda j: j.order)
 
     @cached_property
@@ -69,16 +85,32 @@ class Situation:
 
     @cached_property
     def outcome(self) -> Outcome | None:
-        return latest_news(self.world, self.finished, self.facts, self.spec.region, self.now)
+        """The latest build's news; or, when there is none (or only a failure), the build an interrupted run
+        left `validating`, which is validated again (app.core.gate)."""
+        news = latest_news(self.world, self.finished, self.validations, self.facts, self.spec, self.now)
+        if news is not None and (news.kind is not Kind.failed or news.rejected):
+            return news
+        home = self.spec.region
+        active = newest(i for i in self.facts.managed if i.is_active)
+        meta = self.world.meta
+        left = stranded(
+            self.facts.regions(home),
+            home,
+            active.created_at if active is not None else None,
+            meta.name,
+            meta.generation,
+            self.previous.lastRunBuiltImageID,
+        )
+        return news if left is None else gated(left, self.validations, self.world.verdicts, required=True)
 
     @cached_property
     def plan(self) -> Plan:
         """The builder's AMIs in every region after this answer's effects, and those effects."""
-        built = self.outcome is not None and self.outcome.kind is Kind.built
+        tagged = self.outcome is not None and self.outcome.status_tag is not None
         facts = self.facts
         return plan(
             self.outcome,
-            built_tags(self.outcome, self.owner, self.now) if self.outcome is not None and built else {},
+            built_tags(self.outcome, self.owner, self.now) if self.outcome is not None and tagged else {},
             facts.regions(self.spec.region),
             Published(facts.parameters, facts.parameter_owners, facts.publish_prefix, str(self.owner)),
             self.spec,
@@ -111,7 +143,8 @@ class Situation:
     @cached_property
     def record(self) -> Record:
         """The status fields that record the latest finished build."""
-        return record(self.outcome, self.previous, self.finished, self.world.meta.generation)
+        meta = self.world.meta
+        return record(self.outcome, self.previous, self.settled, meta.generation, meta.name)
 
     @cached_property
     def replaces(self) -> str:
@@ -121,7 +154,7 @@ class Situation:
     @cached_property
     def failures(self) -> int:
         """Failed builds of this spec generation and cycle, this answer's record included."""
-        counted = failed_count(self.previous, self.finished, self.world.meta.generation, self.replaces)
+        counted = failed_count(self.previous, self.settled, self.world.meta.generation, self.replaces)
         return max(counted, int(self.record.fields.get("failedJobCount", 0)))
 
     @cached_property

@@ -8,6 +8,7 @@ from datetime import datetime
 from app.aws.carry_out import carry_out
 from app.aws.ec2 import AwsError, ImageSource
 from app.core.base_image import base_source
+from app.core.build import VALIDATE_CONTAINER
 from app.core.decide import acts, decide, decide_finalize, needs_facts_to_finalize, with_reports
 from app.core.decision import Decision, World
 from app.core.effects import Claim, Result
@@ -24,19 +25,22 @@ from app.notify.targets import SECRET_GROUP, read_secrets
 log = logging.getLogger(__name__)
 
 
-def world_of(request: HookRequest) -> World:
+def world_of(request: HookRequest, hook_image: str = "") -> World:
     parent = request.parent
     spec: PackerBuilderSpec | SpecError
     try:
         spec = parse_spec(parent.spec)
     except SpecError as error:
         spec = error
+    pods = [pod for pod in request.pods() if isinstance(pod, dict)]
     return World(
         meta=parent.metadata,
         spec=spec,
         status=parse_status(parent.status),
         jobs=tuple(observe_job(job) for job in request.jobs() if isinstance(job, dict)),
-        reports=build_reports([pod for pod in request.pods() if isinstance(pod, dict)]),
+        reports=build_reports(pods),
+        verdicts=build_reports(pods, VALIDATE_CONTAINER),
+        hook_image=hook_image,
     )
 
 

@@ -69,7 +69,7 @@ def _valid_time_zone(name: str) -> str:
     return name
 
 
-def _matching(pattern: str, what: str) -> Callable[[str], str]:
+def matching(pattern: str, what: str) -> Callable[[str], str]:
     """A string check that names what was expected (pydantic's own message only quotes the regex)."""
     compiled = re.compile(pattern)
 
@@ -81,7 +81,7 @@ def _matching(pattern: str, what: str) -> Callable[[str], str]:
     return check
 
 
-def _pattern(pattern: str, max_length: int | None = None) -> WithJsonSchema:
+def schema_pattern(pattern: str, max_length: int | None = None) -> WithJsonSchema:
     schema: dict[str, Any] = {"type": "string", "pattern": pattern}
     if max_length is not None:
         schema["maxLength"] = max_length
@@ -103,8 +103,8 @@ TimeZone = Annotated[
 ]
 SsmParameterName = Annotated[
     str,
-    AfterValidator(_matching(_SSM_PARAMETER, "an SSM parameter name such as /aws/service/eks/.../image_id")),
-    _pattern(_SSM_PARAMETER, SSM_PARAMETER_MAX),
+    AfterValidator(matching(_SSM_PARAMETER, "an SSM parameter name such as /aws/service/eks/.../image_id")),
+    schema_pattern(_SSM_PARAMETER, SSM_PARAMETER_MAX),
 ]
 CheckoutPath = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_relative_inside_checkout)]
 Duration = Annotated[
@@ -112,35 +112,37 @@ Duration = Annotated[
 ]
 SecretName = Annotated[
     str,
-    AfterValidator(_matching(_DNS_SUBDOMAIN, "a Kubernetes object name")),
-    _pattern(_DNS_SUBDOMAIN),
+    AfterValidator(matching(_DNS_SUBDOMAIN, "a Kubernetes object name")),
+    schema_pattern(_DNS_SUBDOMAIN),
     Field(max_length=253),
 ]
 RepoURL = Annotated[
     str,
-    AfterValidator(_matching(_REPO_URL, "a git URL (https://, ssh://, git:// or git@host:path)")),
-    _pattern(_REPO_URL),
+    AfterValidator(matching(_REPO_URL, "a git URL (https://, ssh://, git:// or git@host:path)")),
+    schema_pattern(_REPO_URL),
 ]
 Branch = Annotated[
     str,
-    AfterValidator(_matching(_BRANCH, "a branch name (letters, digits, '.', '_', '/', '-')")),
-    _pattern(_BRANCH),
+    AfterValidator(matching(_BRANCH, "a branch name (letters, digits, '.', '_', '/', '-')")),
+    schema_pattern(_BRANCH),
 ]
 Region = Annotated[
     str,
-    AfterValidator(_matching(_REGION, "an AWS region such as us-west-2")),
+    AfterValidator(matching(_REGION, "an AWS region such as us-west-2")),
     AfterValidator(known_region),
-    _pattern(_REGION),
+    schema_pattern(_REGION),
 ]
 VariableName = Annotated[
-    str, AfterValidator(_matching(_VARIABLE_NAME, "a Packer variable name")), _pattern(_VARIABLE_NAME)
+    str, AfterValidator(matching(_VARIABLE_NAME, "a Packer variable name")), schema_pattern(_VARIABLE_NAME)
 ]
-DnsLabel = Annotated[str, AfterValidator(_matching(_DNS_LABEL, "a DNS-1123 label")), _pattern(_DNS_LABEL)]
+DnsLabel = Annotated[
+    str, AfterValidator(matching(_DNS_LABEL, "a DNS-1123 label")), schema_pattern(_DNS_LABEL)
+]
 TopicArn = Annotated[
-    str, AfterValidator(_matching(_SNS_TOPIC_ARN, "an SNS topic ARN")), _pattern(_SNS_TOPIC_ARN)
+    str, AfterValidator(matching(_SNS_TOPIC_ARN, "an SNS topic ARN")), schema_pattern(_SNS_TOPIC_ARN)
 ]
 EmailAddress = Annotated[
-    str, AfterValidator(_matching(_EMAIL, "an email address such as ops@example.com")), _pattern(_EMAIL)
+    str, AfterValidator(matching(_EMAIL, "an email address such as ops@example.com")), schema_pattern(_EMAIL)
 ]
 
 
@@ -148,8 +150,3 @@ class Model(BaseModel):
     # Unknown fields are pruned by the API server's structural schema; ignoring them here keeps old
     # manifests reconcilable while the CRD (generated from these models) stays authoritative.
     model_config = ConfigDict(extra="ignore", use_enum_values=False, frozen=True)
-
-
-def pattern_string(pattern: str, what: str, max_length: int | None = None) -> Any:
-    """A string type that must match `pattern`; its error names `what` was expected."""
-    return Annotated[str, AfterValidator(_matching(pattern, what)), _pattern(pattern, max_length)]

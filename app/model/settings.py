@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     notify_queue_size: int = Field(default=1000, ge=1)
     # The SSM path the hook's IAM policy lets it publish under (chart: hook.publishParameterPrefix); "" = any.
     publish_parameter_prefix: str = ""
+    # The hook's own image (chart: image.repository/tag/digest): validation Jobs run the boot check in it.
+    hook_image: str = ""
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -63,7 +65,7 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("slack_bot_token", "publish_parameter_prefix", mode="before")
+    @field_validator("slack_bot_token", "publish_parameter_prefix", "hook_image", mode="before")
     @classmethod
     def _stripped(cls, value: object) -> object:
         return value.strip() if isinstance(value, str) else value

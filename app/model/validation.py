@@ -4,10 +4,10 @@ gate said (docs/validation.md)."""
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from app.model.durations import parse_duration
-from app.model.fields import Duration, Model, SecretName, pattern_string
+from app.model.fields import Duration, Model, SecretName, matching, schema_pattern
 
 # What every validation Job sets; a user's env may not redefine them (docs/validation.md, "The flow").
 RESERVED_ENV = (
@@ -25,21 +25,42 @@ MIN_TIMEOUT_SECONDS = 120
 EXCLUSIVE_CHECKS = "exactly one of spec.validation.image and spec.validation.bootCheck must be set"
 EXCLUSIVE_CHECKS_RULE = "has(self.image) != has(self.bootCheck)"
 
-EnvName = pattern_string(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", "an environment variable name", 256)
-SubnetID = pattern_string(
-    r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$", "a subnet id such as subnet-0123456789abcdef0"
-)
-SecurityGroupID = pattern_string(
-    r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$", "a security group id such as sg-0123456789abcdef0"
-)
-InstanceType = pattern_string(
-    r"^[a-z0-9][a-z0-9-]*\.[a-z0-9-]+$", "an EC2 instance type such as t3.small", 64
-)
-InstanceProfile = pattern_string(
-    r"^([\w+=,.@-]{1,128}|arn:aws[a-z-]*:iam::[0-9]{12}:instance-profile/[\w+=,.@/-]{1,510})$",
-    "an instance profile name or ARN",
-    600,
-)
+EnvName = Annotated[
+    str,
+    AfterValidator(matching(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", "an environment variable name")),
+    schema_pattern(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", 256),
+]
+SubnetID = Annotated[
+    str,
+    AfterValidator(
+        matching(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$", "a subnet id such as subnet-0123456789abcdef0")
+    ),
+    schema_pattern(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$", None),
+]
+SecurityGroupID = Annotated[
+    str,
+    AfterValidator(
+        matching(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$", "a security group id such as sg-0123456789abcdef0")
+    ),
+    schema_pattern(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$", None),
+]
+InstanceType = Annotated[
+    str,
+    AfterValidator(matching(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9-]+$", "an EC2 instance type such as t3.small")),
+    schema_pattern(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9-]+$", 64),
+]
+InstanceProfile = Annotated[
+    str,
+    AfterValidator(
+        matching(
+            r"^([\w+=,.@-]{1,128}|arn:aws[a-z-]*:iam::[0-9]{12}:instance-profile/[\w+=,.@/-]{1,510})$",
+            "an instance profile name or ARN",
+        )
+    ),
+    schema_pattern(
+        r"^([\w+=,.@-]{1,128}|arn:aws[a-z-]*:iam::[0-9]{12}:instance-profile/[\w+=,.@/-]{1,510})$", 600
+    ),
+]
 
 
 class SecretKeySelector(Model):
