@@ -18,6 +18,9 @@ AWS_ERROR = "AWSError"
 BASE_IMAGE_OUTDATED = "BaseImageOutdated"
 SCHEDULED = "Scheduled"
 SUSPENDED = "Suspended"
+# The last validation's verdict (docs/validation.md): True (Passed), False (ValidationFailed) or Unknown (Validating).
+VALIDATED = "Validated"
+VALIDATION_FAILED = "ValidationFailed"
 # The shared AMI index answered from values older than INDEX_STALE_AFTER_SECONDS.
 IMAGE_INDEX_STALE = "ImageIndexStale"
 # Retention and distribution (app.core.lifecycle): present only while something did not happen or waits.
@@ -28,9 +31,6 @@ RETENTION_SKIPPED = "RetentionSkipped"
 RETENTION_FAILED = "RetentionFailed"
 RETENTION_PENDING = "RetentionPending"
 PROTECTION_NOT_SET = "ProtectionNotSet"
-# The last validation's verdict (docs/validation.md): True (Passed), False (ValidationFailed) or Unknown (Validating).
-VALIDATED = "Validated"
-VALIDATION_FAILED = "ValidationFailed"
 # AWS did not answer for a region other than spec.region: nothing is done there meanwhile.
 REGION_UNAVAILABLE = "RegionUnavailable"
 

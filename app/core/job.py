@@ -28,8 +28,10 @@ from app.core.build import (
     LABEL_JOB_ID,
     LABEL_MANAGED_BY,
     LABEL_OWNER_UID,
+    LABEL_STEP,
     MANAGED_BY,
     PACKER_CONTAINER,
+    STEP_BUILD,
     BuildPlan,
 )
 from app.model.durations import parse_duration
@@ -129,7 +131,7 @@ def container_script(spec: PackerBuilderSpec, base_ami: str | None) -> str:
     init, validate, build = _packer_argvs(spec, base_ami)
     build = [*build[:2], "-machine-readable", *build[2:]]
     header = [
-        "# Rendered by app/job.py: this header, then app/container/packer-build.sh.",
+        "# Rendered by app/core/job.py: this header, then app/core/container/packer-build.sh.",
         f"default_checkout_dir={_shell_words([CHECKOUT])}",
         f"default_termination_log={_shell_words([TERMINATION_LOG])}",
         f"awk_program={_shell_words([_AWK_PROGRAM])}",
@@ -316,6 +318,7 @@ def render_job(
         LABEL_ATTEMPT: str(plan.attempt),
         LABEL_GENERATION: str(plan.generation),
         LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_STEP: STEP_BUILD,
     }
     annotations = {ANNOTATION_BUILDER: parent_name}
     if plan.base_ami:

@@ -186,8 +186,11 @@ def _env(container: Manifest) -> dict[str, Any]:
 def test_settings_reach_the_container_as_env(
     defaults: dict[str, Manifest], all_on: dict[str, Manifest]
 ) -> None:
-    env = _env(_container(defaults["Deployment"]))
+    container = _container(defaults["Deployment"])
+    env = _env(container)
     assert env == {
+        # The boot check runs in the hook's own image, whatever names it (repository, tag or digest).
+        "HOOK_IMAGE": container["image"],
         "PORT": "8080",
         "WEB_CONCURRENCY": "1",
         "LOG_LEVEL": "INFO",

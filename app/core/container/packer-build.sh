@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # The Packer container's script, run as `/bin/sh -c` by POSIX shells: busybox sh in the hashicorp/packer
-# image, dash or bash elsewhere. app/job.py renders it into the Job after a header that holds everything
+# image, dash or bash elsewhere. app/core/job.py renders it into the Job after a header that holds everything
 # the PackerBuilder spec decides, each word quoted exactly once:
 #
 #   default_checkout_dir=...     the pod's checkout (git-sync's link) and termination log

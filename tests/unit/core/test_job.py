@@ -21,6 +21,7 @@ from app.core.build import (
     LABEL_JOB_ID,
     LABEL_MANAGED_BY,
     LABEL_OWNER_UID,
+    LABEL_STEP,
     MANAGED_BY,
     PACKER_CONTAINER,
     BuildPlan,
@@ -537,6 +538,7 @@ def test_name_labels_and_annotations(case: str) -> None:
         LABEL_ATTEMPT: "2",
         LABEL_GENERATION: "7",
         LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_STEP: "build",
     }
 
     assert meta["name"] == plan.job_name
