@@ -79,7 +79,7 @@ def stranded(
     replaces: str,
 ) -> Outcome | None:
     """The newest build whose AMIs an interrupted run left `validating` in `home`, newer than the builder's
-    newest active AMI there, as the outcome of a build that succeeded and waits for its validation.
+    newest active AMI there, as the outcome of a build that succeeded: `gated` makes it wait for its validation.
 
     Its Job is gone (deleted with its history, or the builder was re-created), so the build is known from its
     AMIs' tags alone; the stand-in Job is never answered as a child, it only names the build.
@@ -112,7 +112,7 @@ def stranded(
     image = home_images[0] if home_images else primary
     job = _stand_in(image, parent, generation, replaces)
     commit = image.tags.get(PACKER_REPO_COMMIT, "")
-    return Outcome(job, Kind.validating, image, image.image_id, commit=commit, artifacts=artifacts)
+    return Outcome(job, Kind.built, image, image.image_id, commit=commit, artifacts=artifacts)
 
 
 def _stand_in(image: Image, parent: str, generation: int, replaces: str) -> ObservedJob:

@@ -58,7 +58,7 @@ def validating(s: Situation) -> Decision:
     if outcome.validation is None:
         meta = s.world.meta
         extra = render_validation_job(meta, s.spec, outcome, s.world.hook_image, s.owner.tags)
-    new = status(s, [], state=State.VALIDATING.value)
+    new = status(s, [], **{**s.record.fields, "state": State.VALIDATING.value})
     return answer(s, new, min(RUNNING_RESYNC, s.timer), recorded=True, extra=extra)
 
 
