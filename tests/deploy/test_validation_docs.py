@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
+from app.core.build import plan_build
+from app.core.job import render_job
+from app.core.observed import observe_job
+from app.core.outcome import Kind, Outcome
+from app.core.validation_job import facts_env
 from app.model import tags
+from app.model.spec import ObjectMeta, PackerBuilderSpec, parse_spec
 from app.validation import boot_check
 from app.validation import boot_check_env as names
 from tests.deploy.manifests import CHART, ROOT
@@ -248,8 +254,20 @@ def test_the_docs_exit_codes_are_the_programs() -> None:
     assert f"bad input: {raised.value}" == bad
 
 
-def test_the_flow_has_a_marked_place() -> None:
-    assert "TO BE WRITTEN (issue 20, item 1)" in _section("## The flow")
+def test_the_flow_lists_exactly_the_environment_every_validation_job_gets() -> None:
+    """The flow's table of variables is what app.core.validation_job sets, and the boot check reads them."""
+    section = _section("## The flow")
+    documented = set(re.findall(r"^\| `([A-Z_]+)`(?:, `([A-Z_]+)`)? \|", section, re.MULTILINE))
+    listed = {name for pair in documented for name in pair if name}
+    outcome = Outcome(
+        observe_job(render_job("web", "ns", "uid", _spec(), plan_build("web", "uid", 1, "", 0, None))),
+        Kind.built,
+        image_id="ami-0123456789abcdef0",
+    )
+    job_env = {e["name"] for e in facts_env(ObjectMeta(name="web"), _spec(), outcome)}
+    assert listed == job_env
+    assert job_env >= JOB_ENV
+    assert "TO BE WRITTEN" not in section
 
 
 # -- the smoke container example -----------------------------------------------------------------------------
@@ -293,3 +311,13 @@ def test_the_smoke_script_needs_only_what_the_job_and_its_spec_give() -> None:
     assert f"Key={names.VALIDATION_TAG},Value=$BUILD_ID" in script
     assert "/dev/termination-log" in script
     assert "trap" in script
+
+
+def _spec() -> PackerBuilderSpec:
+    return parse_spec(
+        {
+            "region": "us-west-2",
+            "builder": {"repoURL": "https://example.com/org/images.git", "image": "hashicorp/packer:1.11"},
+            "validation": {"image": "registry.example.com/smoke:1"},
+        }
+    )
