@@ -36,6 +36,7 @@ from app.model.fields import (
     TopicArn,
     VariableName,
 )
+from app.model.release import MAX_CHANNELS, Channel, ChannelStatus, Release
 from app.model.validation import Validation, ValidationStatus
 
 API_GROUP = "ami.refresh.ops"
@@ -258,6 +259,23 @@ class Publish(Model):
             "exists in; with several architectures, <ssmParameter>/<architecture> each."
         )
     )
+    channels: list[Channel] = Field(
+        default_factory=list,
+        max_length=MAX_CHANNELS,
+        description="Release channels, promoted in this order (docs/release.md).",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_channels(self) -> "Publish":
+        names = [c.name for c in self.channels]
+        if len(set(names)) != len(names):
+            raise ValueError("channels: each channel needs a name of its own")
+        parameters = [self.ssmParameter, *(c.ssmParameter for c in self.channels)]
+        if len(set(parameters)) != len(parameters):
+            raise ValueError(
+                "channels: each channel needs an ssmParameter of its own, not publish.ssmParameter's"
+            )
+        return self
 
 
 class PackerBuilderSpec(Model):
@@ -320,6 +338,9 @@ class PackerBuilderSpec(Model):
     )
     retention: Retention = Field(default_factory=Retention)
     publish: Publish | None = Field(default=None, description="Publish the current AMI id for consumers.")
+    release: Release = Field(
+        default_factory=Release, description="Pin, revoke, rebuild: the release levers (docs/release.md)."
+    )
     validation: Validation | None = Field(
         default=None, description="A check the AMIs pass before they become active (docs/validation.md)."
     )
@@ -387,6 +408,10 @@ class PackerBuilderStatus(Model):
     validation: ValidationStatus | None = Field(
         default=None, description="The last validation: its Job, the AMI under test, its result."
     )
+    channels: list[ChannelStatus] = Field(
+        default_factory=list, description="What each release channel holds, in spec.publish.channels' order."
+    )
+    lastRebuild: str = Field(default="", description="The spec.release.rebuild value last honoured.")
     observedGeneration: int = 0
 
 
