@@ -442,7 +442,12 @@ class Ec2:
             )
         if not images:
             return BaseImageMissing(f"No AMI in {region} matches {source.describe()}")
-        return max(images, key=lambda image: (image.creation_date, image.name, image.image_id))
+        usable = [image for image in images if image.image_id not in source.revoked]
+        if not usable:
+            return BaseImageMissing(
+                f"Every AMI in {region} matching {source.describe()} is revoked (spec.release.revokeBase)"
+            )
+        return max(usable, key=lambda image: (image.creation_date, image.name, image.image_id))
 
     def _from_parameter(self, region: str, source: ParameterSource) -> BaseLookup:
         stored = self.parameter_value(region, source.name)

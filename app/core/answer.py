@@ -44,6 +44,7 @@ def status(s: Situation, wanted: list[Wanted], **fields: Any) -> PackerBuilderSt
         update={
             "nextBuildTime": "",
             "images": images(s),
+            "channels": list(s.plan.channels.statuses),
             **fields,
             "conditions": cond.merge(s.previous.conditions, conditions, s.stamp),
             "observedGeneration": s.world.meta.generation,

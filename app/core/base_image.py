@@ -27,6 +27,8 @@ class FilterSource:
     """The newest AMI matching DescribeImages filters (`spec.amiFilters`)."""
 
     filters: CanonicalFilters
+    revoked: tuple[str, ...] = ()
+    """AMIs never to pick (`spec.release.revokeBase`): the newest match not among them is the base."""
 
     def describe(self) -> str:
         return "; ".join(f"{name}={','.join(values)}" for name, values in self.filters)
@@ -50,7 +52,7 @@ def base_source(spec: PackerBuilderSpec) -> BaseSource | None:
     if spec.baseImage is not None:
         return ParameterSource(spec.baseImage.ssmParameter)
     if spec.amiFilters:
-        return filter_source(spec.amiFilters)
+        return FilterSource(canonical_filters(spec.amiFilters), tuple(sorted(set(spec.release.revokeBase))))
     return None
 
 

@@ -21,6 +21,10 @@ SUSPENDED = "Suspended"
 # The last validation's verdict (docs/validation.md): True (Passed), False (ValidationFailed) or Unknown (Validating).
 VALIDATED = "Validated"
 VALIDATION_FAILED = "ValidationFailed"
+# Release channels and their levers (docs/release.md).
+RELEASE_INVALID = "ReleaseInvalid"
+REVOKED = "Revoked"
+BASE_IMAGE_REVOKED = "BaseImageRevoked"
 # The shared AMI index answered from values older than INDEX_STALE_AFTER_SECONDS.
 IMAGE_INDEX_STALE = "ImageIndexStale"
 # Retention and distribution (app.core.lifecycle): present only while something did not happen or waits.

@@ -13,7 +13,6 @@ from typing import Any
 
 from app.core import conditions as cond
 from app.core.answer import images
-from app.core.base_image import BaseImageMissing
 from app.core.children import as_desired, sorted_children
 from app.core.conditions import Wanted
 from app.core.decision import Decision, World, recorded_time, transition_time
@@ -60,7 +59,7 @@ def classify(s: Situation) -> State:
         return State.WAITING_FOR_IMAGE
     if s.outcome is not None and s.outcome.kind is Kind.validating:
         return State.VALIDATING
-    if s.current is not None and not s.rebuild_due:
+    if s.current is not None and not s.rebuild_due and not s.rebuild_asked:
         return ami_state(s, s.current)
     if s.pending is not None and not s.deleted_while_suspended:
         return State.JOB_CREATION  # rule 8: the Job asked for, asked for again
@@ -72,9 +71,9 @@ def classify(s: Situation) -> State:
         _, again = retry(s)
         if again is not None and s.now < again:
             return State.JOB_FAILED
-    if isinstance(s.facts.base_image, BaseImageMissing):
+    if s.base_problem is not None:
         return State.BASE_IMAGE_NOT_FOUND
-    if s.failures == 0 and s.spec.schedule and s.now < window_opens(s):
+    if s.failures == 0 and s.spec.schedule and not s.urgent and s.now < window_opens(s):
         return State.SCHEDULED
     return State.JOB_CREATION
 

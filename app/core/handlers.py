@@ -7,7 +7,6 @@ from typing import Any, cast
 
 from app.core import conditions as cond
 from app.core.answer import answer, status
-from app.core.base_image import BaseImageMissing
 from app.core.build import ANNOTATION_COMMAND, BuildPlan, plan_build
 from app.core.conditions import Wanted
 from app.core.decision import Decision
@@ -133,8 +132,8 @@ def job_failed(s: Situation) -> Decision:
 
 
 def base_image_not_found(s: Situation) -> Decision:
-    base = cast(BaseImageMissing, s.facts.base_image)  # classified: the source names no usable AMI
-    return _hold(s, State.BASE_IMAGE_NOT_FOUND, [cond.true(cond.BASE_IMAGE_NOT_FOUND, base.reason)], s.timer)
+    problem = cast(Wanted, s.base_problem)  # classified: the source names no usable (or a revoked) AMI
+    return _hold(s, State.BASE_IMAGE_NOT_FOUND, [problem], s.timer)
 
 
 def scheduled(s: Situation) -> Decision:
@@ -173,6 +172,7 @@ def _emit(s: Situation, build: BuildPlan, *, recorded: bool) -> Decision:
         "lastRunBaseImageID": build.base_ami or "",
         "command": str(job["metadata"]["annotations"].get(ANNOTATION_COMMAND, "")),
         "failedJobCount": build.attempt,
+        "lastRebuild": s.spec.release.rebuild if s.rebuild_asked else s.previous.lastRebuild,
         "lastRun": s.previous.lastRun if same_job and s.previous.lastRun else format_timestamp(s.stamp),
         "lastRunMessage": f"Build {build.job_name} started ({attempt})",
         "state": State.JOB_CREATION.value,

@@ -1,16 +1,17 @@
 """What becomes of a builder's AMIs once a build has produced some: the pure half of retention and
-distribution (docs/retention.md).
+distribution (docs/retention.md, docs/release.md).
 
 From the latest build's outcome and the builder's AMIs in every region it computes which AMIs are current
 (newest active one per region and architecture) and the effects that make EC2 agree: tag the new AMIs
-active, retire the ones they replace, set EC2's deprecation time, publish the current ids, remove what is
-beyond `retention.keep` (in stages: app.core.removal). The effects come out in the only safe order: nothing older is
+active, retire the ones they replace, revoke what spec.release revokes, set EC2's deprecation time, promote
+the release channels (app.core.release), publish the current ids and the channels' (app.core.publishing),
+remove what is beyond `retention.keep` (in stages: app.core.removal). The effects come out in the only safe order: nothing older is
 retired, published over or removed before the new AMI is tagged, an AMI needed again is enabled before it is
 published, and a current or published AMI is never disabled or removed.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from app.core import conditions as cond
@@ -30,14 +31,13 @@ from app.core.effects import (
     Unpublish,
 )
 from app.core.facts import RegionImages
-from app.core.outcome import Kind, Outcome, primary_order
+from app.core.outcome import Kind, Outcome, newest
+from app.core.publishing import Current, Published, architecture_parameter, in_order, publications
+from app.core.release import Channels, launchable, promote, release_conditions, revoke
 from app.core.removal import needed, protections, removals, revivable
 from app.model.durations import MAX_DURATION
 from app.model.spec import ImageRef, PackerBuilderSpec
 from app.model.tags import ACTIVE, DEPRECATED, DISABLED_AT, STATUS, Image, Owner
-
-Current = tuple[str, Image]
-"""A current AMI and its region."""
 
 
 @dataclass(frozen=True)
@@ -51,74 +51,19 @@ class Plan:
     """Publications the hook may not make (outside its prefix, another's parameter): conditions, not effects."""
     waiting: str = ""
     """AMIs whose next removal step waits, and until when (app.core.removal); "" when none does."""
+    channels: Channels = field(default_factory=Channels)
+    """What each release channel holds after this answer's promotions (app.core.release)."""
+    revoked: frozenset[tuple[str, str]] = frozenset()
+    """(region, AMI id) of the builder's revoked AMIs."""
 
     def images(self) -> list[ImageRef]:
         return [ImageRef(region=r, architecture=i.architecture, imageID=i.image_id) for r, i in self.current]
-
-
-def newest(images: Iterable[Image]) -> Image | None:
-    """The newest of `images`; between AMIs of one build, x86_64 first (never the order EC2 listed them)."""
-    pool = list(images)
-    if not pool:
-        return None
-    latest = max(i.created_at for i in pool)
-    return min((i for i in pool if i.created_at == latest), key=primary_order)
 
 
 def deprecation_moment(image: Image, expires_in: timedelta) -> datetime:
     """An AMI's expiry as EC2 stores a deprecation time: rounded to the nearest minute."""
     moment = image.expires_at(expires_in)
     return (moment + timedelta(seconds=30)).replace(second=0, microsecond=0)
-
-
-def parameter_names(parameter: str, architectures: Sequence[str]) -> dict[str, str]:
-    """Where one region's current AMIs are published: architecture -> parameter name.
-
-    The name itself always holds the region's primary AMI (x86_64 first), so it never goes stale when a
-    second architecture appears; with several architectures each is also at `<name>/<architecture>`.
-    Returned as (name, architecture) pairs so one AMI can sit under two names.
-    """
-    distinct = sorted(set(architectures), key=lambda arch: (arch != "x86_64", arch))
-    if not distinct:
-        return {}
-    names = {parameter: distinct[0]}
-    if len(distinct) > 1:
-        names |= {architecture_parameter(parameter, arch): arch for arch in distinct}
-    return names
-
-
-# In the publish prefix (the chart's hook.publishParameterPrefix): each namespace its own subtree.
-NAMESPACE_IN_PREFIX = "{namespace}"
-
-
-def namespaced_prefix(prefix: str, namespace: str) -> str:
-    """The parameter path a builder in `namespace` may publish under."""
-    return prefix.replace(NAMESPACE_IN_PREFIX, namespace)
-
-
-@dataclass(frozen=True)
-class Published:
-    """The parameters the builder may have published, as read this sync, and whose they are."""
-
-    values: Mapping[tuple[str, str], str | None]
-    """By (region, name): the value, None when the parameter does not exist."""
-    owners: Mapping[tuple[str, str], str]
-    """By (region, name), of existing parameters: `namespace/name` of the builder their tags record, or ""."""
-    prefix: str
-    """The only path the hook may write."""
-    owner: str
-    """This builder, `namespace/name`."""
-
-    def mine(self, region: str, name: str, ours: set[str]) -> bool:
-        """Whether the builder may write or delete an existing parameter: its tags record this builder, or it
-        already holds one of the builder's AMIs (a parameter published before owners were recorded)."""
-        recorded = self.owners.get((region, name), "")
-        return recorded == self.owner or self.values.get((region, name)) in ours
-
-
-def architecture_parameter(parameter: str, architecture: str) -> str:
-    """Where one architecture's current AMI is published besides the name itself."""
-    return f"{parameter.rstrip('/')}/{architecture}"
 
 
 def plan(
@@ -137,14 +82,28 @@ def plan(
         if artifact.image is not None:
             fresh.setdefault(artifact.region, []).append(artifact.image)
     views, tagging, retiring = _tagged(regions, fresh, wanted_tags)
+    revocation = revoke(views, spec.release, spec.region, now)
+    views = revocation.views
     current, claims = _current(views, regions, fresh, owner, now, expires_in)
-
+    channels = promote(
+        spec.publish.channels if spec.publish is not None else (),
+        spec.release.pin,
+        views.get(spec.region, []),
+        spec.region,
+        now,
+    )
+    held = channels.images(views)
     kept = needed(views, current, published.values)
+    kept |= {(region, image.image_id) for images in held.values() for region, image in images}
+    kept |= {(spec.region, image_id) for image_id in spec.release.pin.values()}
     staged = removals(views, kept, spec.retention, owner.tags, now)
-    effects: list[Effect] = [*claims, *tagging, *retiring, *staged.enables]
+    effects: list[Effect] = [*claims, *tagging, *retiring, *revocation.tagging, *staged.enables]
     effects += _deprecations(current, spec, now, expires_in)
-    publications, refusals = _publications(current, views, published, spec, owner)
-    effects += publications
+    effects += channels.effects
+    main = [*current, *_fallbacks(current, views, published, spec, revocation.revoked)]
+    writes, refusals = _publish(main, held, views, published, spec, owner, revocation.revoked)
+    # Off the parameters first, then disabled: nothing published names an AMI that cannot launch.
+    effects += [*writes, *revocation.stopping]
     effects += protections(views, kept, spec.retention)
     effects += staged.steps
     failures = tuple(
@@ -152,7 +111,66 @@ def plan(
         for a in (outcome.artifacts if outcome is not None and outcome.kind is Kind.built else ())
         if a.kind is Kind.failed
     )
-    return Plan(tuple(current), tuple(effects), failures, tuple(refusals), staged.waiting)
+    unpublished = not any(region == spec.region for region, _ in main)
+    refusals += release_conditions(channels, revocation, spec, unpublished)
+    return Plan(
+        tuple(current),
+        tuple(effects),
+        failures,
+        tuple(refusals),
+        staged.waiting,
+        channels,
+        revocation.revoked,
+    )
+
+
+def _publish(
+    main: Sequence[Current],
+    held: Mapping[str, list[Current]],
+    views: Mapping[str, Sequence[Image]],
+    published: Published,
+    spec: PackerBuilderSpec,
+    owner: Owner,
+    revoked: frozenset[tuple[str, str]],
+) -> tuple[list[Effect], list[Wanted]]:
+    """publish.ssmParameter names `main` (the current AMIs, and where the current one was revoked the one before
+    it that is not); each channel's parameter names the build the channel holds."""
+    if spec.publish is None:
+        return [], []
+    ids = frozenset(image_id for _, image_id in revoked)
+    names = [publications(spec.publish.ssmParameter, main, views, published, owner, ids)]
+    names += [
+        publications(c.ssmParameter, held.get(c.name, []), views, published, owner, ids)
+        for c in spec.publish.channels
+    ]
+    return in_order(names)
+
+
+def _fallbacks(
+    current: Sequence[Current],
+    views: Mapping[str, Sequence[Image]],
+    published: Published,
+    spec: PackerBuilderSpec,
+    revoked_images: frozenset[tuple[str, str]],
+) -> list[Current]:
+    """Where publish.ssmParameter names a revoked AMI and its architecture has no current one: the newest AMI
+    that was current before it (retired, launchable), if any."""
+    if spec.publish is None:
+        return []
+    name = spec.publish.ssmParameter
+    revoked = {image_id for _, image_id in revoked_images}
+    out: list[Current] = []
+    for region, view in sorted(views.items()):
+        have = {image.architecture for r, image in current if r == region}
+        names = {name, *(architecture_parameter(name, i.architecture) for i in view)}
+        if not any(published.values.get((region, n)) in revoked for n in names):
+            continue
+        by_arch: dict[str, list[Image]] = {}
+        for image in view:
+            if image.tags.get(STATUS) == DEPRECATED and launchable(image) and image.architecture not in have:
+                by_arch.setdefault(image.architecture, []).append(image)
+        out += [(region, chosen) for arch in sorted(by_arch) if (chosen := newest(by_arch[arch])) is not None]
+    return out
 
 
 def _tagged(
@@ -241,69 +259,6 @@ def _deprecations(
         if now < at <= now + MAX_DURATION and image.deprecation_time != at:
             effects.append(Deprecate(region, image.image_id, at))
     return effects
-
-
-def _publications(
-    current: Sequence[Current],
-    views: Mapping[str, Sequence[Image]],
-    published: Published,
-    spec: PackerBuilderSpec,
-    owner: Owner,
-) -> tuple[list[Effect], list[Wanted]]:
-    """What to write and delete so that every parameter of the builder names a current AMI, and what the
-    hook may not write: outside its prefix, or a parameter another builder owns. A refusal is a condition,
-    not an effect: it cannot succeed until the spec, the setting or the other builder changes.
-
-    A per-architecture name, once written, follows its architecture's current AMI even when that is the only
-    architecture left; when the architecture has no current AMI any more it is deleted, if it is the
-    builder's to delete (a value someone else wrote there is left alone).
-    """
-    if spec.publish is None:
-        return [], []
-    name = spec.publish.ssmParameter
-    effects: list[Effect] = []
-    deletions: list[Effect] = []
-    outside: list[str] = []
-    owned: list[str] = []
-    for region in sorted({r for r, _ in current} | {r for r, _ in published.values}):
-        here = {image.architecture: image for r, image in current if r == region}
-        ours = {image.image_id for image in views.get(region, ())}
-        wanted = parameter_names(name, list(here))
-        for arch in sorted({image.architecture for image in views.get(region, ())} | set(here)):
-            parameter = architecture_parameter(name, arch)
-            value = published.values.get((region, parameter))
-            if value is None or parameter in wanted:
-                continue
-            if arch in here:
-                wanted[parameter] = arch
-            elif published.mine(region, parameter, ours):
-                deletions.append(Unpublish(region, parameter, value))
-        for parameter, arch in sorted(wanted.items()):
-            image_id = here[arch].image_id
-            value = published.values.get((region, parameter))
-            recorded = published.owners.get((region, parameter), "")
-            if not parameter.startswith(published.prefix):
-                outside.append(
-                    f"{image_id} to {parameter} in {region}: outside {published.prefix}, the only path the "
-                    "hook may write (hook.publishParameterPrefix)"
-                )
-            elif value is not None and not published.mine(region, parameter, ours):
-                holder = f"builder {recorded}" if recorded else "no builder (the hook did not create it)"
-                owned.append(f"{image_id} to {parameter} in {region}: it belongs to {holder}")
-            elif value != image_id or not recorded:
-                record = () if recorded else tuple(sorted(owner.parameter_tags.items()))
-                effects.append(Publish(region, parameter, image_id, record, create=value is None))
-    refusals = []
-    if owned:
-        refusals.append(
-            cond.true(cond.PUBLISH_FAILED, "Could not publish " + "; ".join(owned), "ParameterOwned")
-        )
-    elif outside:
-        refusals.append(
-            cond.true(cond.PUBLISH_FAILED, "Could not publish " + "; ".join(outside), "OutsidePrefix")
-        )
-    # Names are deleted after every write: the consumers of the others see the new AMIs first.
-    return effects + deletions, refusals
 
 
 def report_conditions(reports: Sequence[Report]) -> list[Wanted]:

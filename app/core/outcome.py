@@ -1,6 +1,6 @@
 """What the latest finished build produced, as far as its Pod and EC2 tell, and the tags that record it."""
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -9,6 +9,7 @@ from app.core.job import parse_termination_message, termination_commit
 from app.core.observed import BuildReport, ObservedJob, Phase
 from app.model.tags import (
     ACTIVE,
+    ACTIVE_SINCE,
     BASE_AMI,
     BUILD_ID,
     CREATE_TIMESTAMP,
@@ -93,6 +94,15 @@ class Outcome:
 def primary_order(image: Image) -> tuple[bool, str, str]:
     """Which of several current AMIs in one region speaks for the builder: x86_64, then by architecture."""
     return (image.architecture != "x86_64", image.architecture, image.image_id)
+
+
+def newest(images: Iterable[Image]) -> Image | None:
+    """The newest of `images`; between AMIs of one build, x86_64 first (never the order EC2 listed them)."""
+    pool = list(images)
+    if not pool:
+        return None
+    latest = max(i.created_at for i in pool)
+    return min((i for i in pool if i.created_at == latest), key=primary_order)
 
 
 def _artifact(
@@ -186,4 +196,8 @@ def built_tags(outcome: Outcome, owner: Owner, now: datetime) -> dict[str, str]:
         tags[BASE_AMI] = job.base_ami
     if outcome.commit:
         tags[PACKER_REPO_COMMIT] = outcome.commit
+    validation = outcome.validation
+    if outcome.kind is Kind.built and validation is not None:
+        # A release channel's soak counts from when the AMI became active: its validation's end.
+        tags[ACTIVE_SINCE] = format_timestamp(validation.finished_at or validation.created_at or now)
     return tags

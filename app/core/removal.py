@@ -21,6 +21,7 @@ from app.model.tags import (
     CREATE_TIMESTAMP,
     DISABLED_AT,
     REJECTED,
+    REVOKED,
     STATUS,
     VALIDATING,
     Image,
@@ -109,6 +110,8 @@ class _Next:
     """Not before this moment (None: now)."""
     held: bool = False
     """Waits for someone else: deregistration protection the hook did not turn on and may not turn off."""
+    first: bool = False
+    """Revoked or rejected: removed before any AMI that is merely old."""
 
     def is_due(self, now: datetime) -> bool:
         return self.action is not Action.keep and not self.held and (self.due is None or self.due <= now)
@@ -143,7 +146,7 @@ def removals(
     )
     forward = sorted(
         (n for n in due if n.action is not Action.enable),
-        key=lambda n: (n.stamp or now, n.region, n.image.image_id),
+        key=lambda n: (not n.first, n.stamp or now, n.region, n.image.image_id),
     )
     taken = [*enables, *forward][:MAX_REMOVALS_PER_SYNC]
     return Removals(
@@ -170,17 +173,22 @@ def _walk(
         else:
             by_arch.setdefault(image.architecture, []).append((stamp, image))
     for _, dated in sorted(by_arch.items()):
-        # Neither an AMI awaiting its validation nor a rejected one counts towards `keep`: the first is kept
-        # until its verdict, the second goes first whenever retention is on.
+        # Neither an AMI awaiting its validation nor a rejected or revoked one counts towards `keep`: the first
+        # is kept until its verdict, the others go first whenever retention is on.
         for stamp, image in dated:
             verdict = image.tags.get(STATUS)
-            if verdict == VALIDATING:
+            if verdict == REVOKED:
+                # Never enabled again. Disabled by the revocation itself, then removed first when retention is
+                # on, once nothing published names it any more.
+                if keep is not None and image.state != "available" and (region, image.image_id) not in kept:
+                    nexts.append(_beyond(region, image, stamp, retention, "it is revoked"))
+            elif verdict == VALIDATING:
                 nexts.append(_wanted(region, image, stamp, "it awaits its validation"))
             elif verdict == REJECTED and keep is None:
                 nexts.append(_wanted(region, image, stamp, "retention.keep is unset"))
             elif verdict == REJECTED:
                 nexts.append(_beyond(region, image, stamp, retention, "it failed its validation"))
-        counted = [d for d in dated if d[1].tags.get(STATUS) not in (VALIDATING, REJECTED)]
+        counted = [d for d in dated if d[1].tags.get(STATUS) not in (VALIDATING, REJECTED, REVOKED)]
         ranked = sorted(counted, key=lambda d: (d[0], d[1].image_id), reverse=True)
         for rank, (stamp, image) in enumerate(ranked):
             if (region, image.image_id) in kept:
@@ -199,9 +207,11 @@ def _wanted(region: str, image: Image, stamp: datetime | None, why: str) -> _Nex
 
 
 def _beyond(region: str, image: Image, stamp: datetime, retention: Retention, why: str = "") -> _Next:
-    """The step due for an AMI beyond `keep` (or rejected: `why` says so), and from when."""
+    """The step due for an AMI beyond `keep`, or one that goes first (rejected, revoked: `why` says which), and
+    from when."""
     state = state_of(image)
     action = NEXT[state][1 if retention.disableFor is not None else 2]
+    first = bool(why)
     why = why or (
         f"older than the newest {retention.keep} {image.architecture or 'unknown-architecture'} AMIs "
         f"(created {format_timestamp(stamp)})"
@@ -216,7 +226,7 @@ def _beyond(region: str, image: Image, stamp: datetime, retention: Retention, wh
         due = launched if due is None else max(due, launched)
     # Protection someone else turned on is theirs to turn off; with `protect` the hook turns it off first.
     held = image.protected and not retention.protect
-    return _Next(region, image, action, stamp, why, due, held)
+    return _Next(region, image, action, stamp, why, due, held, first=first)
 
 
 def _step(taken: _Next, retention: Retention, management: Mapping[str, str], now: datetime) -> Step:

@@ -10,15 +10,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 
+from app.core import conditions as cond
+from app.core.base_image import BaseImageMissing
 from app.core.build import BuildPlan, plan_build
+from app.core.conditions import Wanted
 from app.core.decision import World, recorded_time, transition_time
 from app.core.facts import AmiFacts
 from app.core.freshness import BaseCheck, check_base
 from app.core.gate import gated, stranded
 from app.core.history import Record, failed_count, latest_news, record
-from app.core.lifecycle import Plan, Published, newest, plan
+from app.core.lifecycle import Plan, plan
 from app.core.observed import ObservedJob, Phase
-from app.core.outcome import Kind, Outcome, built_tags
+from app.core.outcome import Kind, Outcome, built_tags, newest
+from app.core.publishing import Published
 from app.core.timing import ceil_seconds
 from app.model.durations import parse_duration
 from app.model.spec import PackerBuilderSpec, PackerBuilderStatus
@@ -131,10 +135,37 @@ class Situation:
         return newest(i for i in home if self.now <= i.expires_at(self.expires_in))
 
     @cached_property
+    def base_problem(self) -> Wanted | None:
+        """Why no build can start from the base-image source now: it names no usable AMI, or a revoked one."""
+        base = self.facts.base_image
+        if isinstance(base, BaseImageMissing):
+            return cond.true(cond.BASE_IMAGE_NOT_FOUND, base.reason)
+        if isinstance(base, Image) and base.image_id in self.spec.release.revokeBase:
+            message = (
+                f"The base-image source names {base.image_id}, which spec.release.revokeBase revokes: no build "
+                "starts from it"
+            )
+            return cond.true(cond.BASE_IMAGE_REVOKED, message)
+        return None
+
+    @cached_property
     def base_check(self) -> BaseCheck | None:
         rebuild = self.spec.rebuild
         age = parse_duration(rebuild.minBaseImageAge, allow_zero=True)
-        return check_base(self.current, self.facts.base_image, rebuild.onBaseImageChange, age)
+        base = self.facts.base_image if self.base_problem is None else None
+        return check_base(self.current, base, rebuild.onBaseImageChange, age)
+
+    @cached_property
+    def rebuild_asked(self) -> bool:
+        """A new spec.release.rebuild value: one build now, whatever the current AMI's age (docs/release.md)."""
+        token = self.spec.release.rebuild
+        return bool(token) and token != self.previous.lastRebuild
+
+    @cached_property
+    def urgent(self) -> bool:
+        """A build that no window holds back: asked for by spec.release.rebuild, or replacing a revoked AMI."""
+        home = {image_id for region, image_id in self.plan.revoked if region == self.spec.region}
+        return self.rebuild_asked or self.previous.lastRunBuiltImageID in home
 
     @cached_property
     def rebuild_due(self) -> bool:

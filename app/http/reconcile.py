@@ -14,8 +14,8 @@ from app.core.decision import Decision, World
 from app.core.effects import Claim, Result
 from app.core.facts import AmiFacts, AwsFault, RegionImages
 from app.core.job import parse_termination_message
-from app.core.lifecycle import architecture_parameter, namespaced_prefix
 from app.core.observed import BuildReport, Phase, build_reports, observe_job
+from app.core.publishing import architecture_parameter, namespaced_prefix
 from app.model.hooks import HookRequest
 from app.model.spec import PackerBuilderSpec, PackerBuilderStatus, SpecError, parse_spec, parse_status
 from app.model.tags import Owner
@@ -75,20 +75,23 @@ def _parameters(
     """The values of every parameter the builder may have published, by region, and the owners of those
     that exist (lifecycle decides).
 
-    The name itself and `<name>/<architecture>` for each architecture the builder has AMIs of there, in any
+    The name itself (and each release channel's) and `<name>/<architecture>` for each architecture the builder
+    has AMIs of there, in any
     state, or had current there: a per-architecture name written once is read (and its AMI protected)
     until it names a current AMI again or is deleted. Names outside the prefix the hook may use are not
     read (AWS would deny it and stop the whole sync); the plan refuses to publish them.
     """
     if spec.publish is None:
         return {}, {}
-    name = spec.publish.ssmParameter
+    bases = [spec.publish.ssmParameter, *(channel.ssmParameter for channel in spec.publish.channels)]
     values: dict[tuple[str, str], str | None] = {}
     owners: dict[tuple[str, str], str] = {}
     for region, found in regions.items():
         architectures = {i.architecture for i in (*found.managed, *found.built) if i.architecture}
         architectures |= {ref.architecture for ref in status.images if ref.region == region}
-        names = {name, *(architecture_parameter(name, arch) for arch in architectures)}
+        names = {
+            n for name in bases for n in (name, *(architecture_parameter(name, a) for a in architectures))
+        }
         for parameter in sorted(n for n in names if n.startswith(publish_prefix)):
             values[(region, parameter)] = value = images.parameter_value(region, parameter)
             if value is not None:

@@ -48,8 +48,8 @@ class Release(Model):
         max_length=100,
         description="Base AMIs that must never be used again, nor any AMI of this builder built on them.",
     )
-    rebuild: str = Field(
-        default="",
+    rebuild: str | None = Field(
+        default=None,
         max_length=253,
         description="Any string: a new non-empty value starts one build at once (like kubectl rollout restart).",
     )

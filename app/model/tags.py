@@ -26,6 +26,8 @@ JOB_ID = "job-id"
 BASE_AMI = "base-ami"
 # The git commit of the Packer project the AMI was built from (provenance).
 PACKER_REPO_COMMIT = "packer-repo-commit"
+# When a validated AMI became active (its validation passed): a release channel's soak counts from it.
+ACTIVE_SINCE = "active-since"
 # When retention disabled the AMI (RFC 3339): its removal clock, kept in EC2 so a restart does not reset it.
 DISABLED_AT = "disabled-at"
 
@@ -35,6 +37,8 @@ VALIDATING = "validating"
 """Built, waiting for its validation Job: never current, published or removed."""
 REJECTED = "rejected"
 """Failed its validation: never adopted or published; removed first when retention is on."""
+REVOKED = "revoked"
+"""In spec.release.revoke (or built on a revoked base): disabled, in no channel, removed first."""
 
 # The span of time the hook computes with. A time read outside it (a tag "pinning" an AMI at 9999-12-31, a
 # clock gone wrong) counts as its nearest end: far beyond any real build, and far enough from the ends of

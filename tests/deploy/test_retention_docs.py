@@ -9,7 +9,8 @@ import yaml
 
 from app.core import conditions, effects, outcome
 from app.core.facts import RegionImages
-from app.core.lifecycle import Published, parameter_names, plan
+from app.core.lifecycle import plan
+from app.core.publishing import Published, parameter_names
 from app.core.removal import MAX_REMOVALS_PER_SYNC, removals
 from app.model.settings import Settings
 from app.model.spec import PackerBuilderSpec, Publish, Retention, parse_spec
@@ -119,6 +120,7 @@ def test_doc_field_table_states_the_model_defaults() -> None:
         "spec.retention.unusedFor": Retention.model_fields["unusedFor"].default,
         "spec.retention.protect": Retention.model_fields["protect"].default,
         "spec.publish.ssmParameter": None,  # publish itself is optional
+        "spec.publish.channels": [],
     }
     rows = {
         row[0].strip("`"): row[1] for row in markdown_table(DOC.read_text(), ["Field", "Default", "Effect"])

@@ -17,7 +17,8 @@ from app.core.decide import acts, decide, decide_finalize, with_reports
 from app.core.decision import Decision
 from app.core.effects import Deprecate, Deregister, Publish, Report, Result, TagImages, Unpublish
 from app.core.facts import AmiFacts, RegionImages
-from app.core.lifecycle import deprecation_moment, parameter_names
+from app.core.lifecycle import deprecation_moment
+from app.core.publishing import parameter_names
 from app.http.reconcile import world_of
 from app.main import _response
 from app.model.hooks import HookRequest

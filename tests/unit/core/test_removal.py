@@ -13,7 +13,8 @@ import pytest
 from app.core.decide import acts, decide, decide_finalize
 from app.core.effects import Deprecate, Deregister, Disable, Effect, Enable, Protect, Publish, TagImages
 from app.core.facts import AmiFacts, RegionImages
-from app.core.lifecycle import Published, plan
+from app.core.lifecycle import plan
+from app.core.publishing import Published
 from app.core.removal import MAX_REMOVALS_PER_SYNC, NEXT, Action, State, needed, protections, removals
 from app.http.reconcile import world_of
 from app.main import _response

@@ -1,0 +1,304 @@
+"""Release channels and their levers, the pure half (docs/release.md): which AMIs are revoked, and which build each
+channel holds after this sync's promotions and pins.
+
+A channel holds a build: its AMI(s) in spec.region and, in every other region, the copies with the same
+`build-id`. When an AMI enters a channel the hook tags it `ami.refresh.ops/channel/<name>=<time>`; that tag is
+the channel's memory across restarts. What a channel holds is the launchable AMI with the latest entry, so a
+revoked AMI leaving a channel falls back, with no memory of its own, to the one the channel held before it.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from app.core import conditions as cond
+from app.core.conditions import Wanted
+from app.core.effects import Deprecate, Disable, Effect, TagImages
+from app.core.outcome import newest, primary_order
+from app.model.durations import parse_duration
+from app.model.release import Channel, ChannelStatus, Release
+from app.model.spec import PackerBuilderSpec
+from app.model.tags import (
+    ACTIVE,
+    ACTIVE_SINCE,
+    BASE_AMI,
+    BUILD_ID,
+    CREATE_TIMESTAMP,
+    REJECTED,
+    REVOKED,
+    STATUS,
+    VALIDATING,
+    Image,
+    format_timestamp,
+    parse_timestamp,
+)
+
+# A condition names this many revoked AMIs, then counts the rest.
+_SHOWN = 5
+CHANNEL_TAG_PREFIX = "ami.refresh.ops/channel/"
+
+
+def channel_tag(name: str) -> str:
+    return CHANNEL_TAG_PREFIX + name
+
+
+def _time(text: str) -> datetime | None:
+    try:
+        return parse_timestamp(text) if text else None
+    except ValueError:
+        return None
+
+
+def build_of(image: Image) -> str:
+    """The build an AMI belongs to: its copies share it (an AMI without the tag is a build of its own)."""
+    return image.tags.get(BUILD_ID) or image.image_id
+
+
+def launchable(image: Image) -> bool:
+    """An AMI a channel may hold: available, and neither revoked, rejected nor still being validated."""
+    return image.state == "available" and image.tags.get(STATUS) not in (REVOKED, REJECTED, VALIDATING)
+
+
+def active_since(image: Image) -> datetime:
+    return (
+        _time(image.tags.get(ACTIVE_SINCE, ""))
+        or _time(image.tags.get(CREATE_TIMESTAMP, ""))
+        or image.created_at
+    )
+
+
+# -- revocation -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Revocation:
+    views: dict[str, list[Image]]
+    """Each region's AMIs with the revoked ones tagged so."""
+    tagging: tuple[Effect, ...]
+    """Tag the newly revoked AMIs `status=revoked`: before anything is published."""
+    stopping: tuple[Effect, ...]
+    """Set their EC2 deprecation time to now and disable them: after the parameters have moved off them."""
+    revoked: frozenset[tuple[str, str]]
+    """(region, AMI id) of every revoked AMI of the builder."""
+
+
+def revoke(views: Mapping[str, Sequence[Image]], release: Release, home: str, now: datetime) -> Revocation:
+    """Every AMI in `release.revoke` (spec.region ids, their copies by build id) or built on a base in
+    `release.revokeBase`, plus those tagged revoked before: tagged, deprecated now and disabled.
+
+    An id dropped from the lists later stays revoked: "never used again" is not undone by an edit.
+    """
+    named = set(release.revoke)
+    builds = {build_of(i) for i in views.get(home, ()) if i.image_id in named}
+    bases = set(release.revokeBase)
+    revoked: set[tuple[str, str]] = set()
+    tagging: list[Effect] = []
+    stopping: list[Effect] = []
+    out: dict[str, list[Image]] = {}
+    deprecate_at = (now + timedelta(seconds=59)).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    for region, view in sorted(views.items()):
+        new: list[str] = []
+        out[region] = []
+        for image in view:
+            wanted = (
+                image.tags.get(STATUS) == REVOKED
+                or build_of(image) in builds
+                or (region == home and image.image_id in named)
+                or image.tags.get(BASE_AMI, "") in bases
+            )
+            if not wanted:
+                out[region].append(image)
+                continue
+            revoked.add((region, image.image_id))
+            if image.tags.get(STATUS) != REVOKED:
+                new.append(image.image_id)
+            if image.state == "available":
+                if image.deprecation_time is None or image.deprecation_time > deprecate_at:
+                    stopping.append(Deprecate(region, image.image_id, deprecate_at))
+                reason = "revoked (spec.release)"
+                stopping.append(Disable(region, image.image_id, now, reason, False, None))
+            out[region].append(replace(image, tags={**image.tags, STATUS: REVOKED}))
+        if new:
+            tagging.append(TagImages(region, tuple(sorted(new)), ((STATUS, REVOKED),)))
+    return Revocation(out, tuple(tagging), tuple(stopping), frozenset(revoked))
+
+
+# -- channels ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Held:
+    """What one channel holds after this sync."""
+
+    channel: Channel
+    build: str
+    image: Image
+    """Its primary AMI in spec.region."""
+    entered: datetime
+    pinned: bool
+
+    def status(self) -> ChannelStatus:
+        return ChannelStatus(
+            name=self.channel.name,
+            imageID=self.image.image_id,
+            enteredAt=format_timestamp(self.entered),
+            pinned=self.pinned,
+        )
+
+
+@dataclass(frozen=True)
+class Channels:
+    held: tuple[Held, ...] = ()
+    """Channels that hold an AMI, in spec order."""
+    statuses: tuple[ChannelStatus, ...] = ()
+    """status.channels: every channel, holding an AMI or not yet."""
+    effects: tuple[Effect, ...] = ()
+    """The entry tags of this sync's promotions and pins."""
+    promoted: tuple[tuple[str, str], ...] = ()
+    """(channel, AMI id) promoted in this sync."""
+    invalid: tuple[str, ...] = ()
+    """What in spec.release.pin could not be followed, each naming the field."""
+    builds: dict[str, str] = field(default_factory=dict)
+    """Channel name -> the build it holds."""
+
+    def images(self, views: Mapping[str, Sequence[Image]]) -> dict[str, list[tuple[str, Image]]]:
+        """Channel name -> its AMIs in every region: the held build's launchable AMIs."""
+        out: dict[str, list[tuple[str, Image]]] = {}
+        for held in self.held:
+            out[held.channel.name] = [
+                (region, image)
+                for region, view in sorted(views.items())
+                for image in view
+                if build_of(image) == held.build and launchable(image)
+            ]
+        return out
+
+
+def promote(
+    channels: Sequence[Channel], pins: Mapping[str, str], home_view: Sequence[Image], home: str, now: datetime
+) -> Channels:
+    """Each channel in order: its pin, else the newest AMI that soaked long enough in the stage before (for the
+    first: active long enough), unless it holds a newer one already. A channel never moves back by promotion."""
+    names = {c.name for c in channels}
+    invalid = [
+        f"release.pin.{name}: there is no channel {name!r} in spec.publish.channels"
+        for name in sorted(pins)
+        if name not in names
+    ]
+    usable = [i for i in home_view if launchable(i)]
+    by_id = {i.image_id: i for i in home_view}
+    entries: dict[str, dict[str, datetime]] = {}  # channel -> build -> entry time, this sync's included
+    for channel in channels:
+        tag = channel_tag(channel.name)
+        entries[channel.name] = {}
+        for image in usable:
+            at = _time(image.tags.get(tag, ""))
+            if at is not None:
+                known = entries[channel.name].get(build_of(image))
+                entries[channel.name][build_of(image)] = at if known is None else max(known, at)
+    held_all: list[Held] = []
+    statuses: list[ChannelStatus] = []
+    effects: list[Effect] = []
+    promoted: list[tuple[str, str]] = []
+    previous: Channel | None = None
+    for channel in channels:
+        mine = entries[channel.name]
+        primary = {b: _primary(usable, b) for b in mine}
+        current = max(mine, key=lambda b: (mine[b], primary[b].created_at)) if mine else None
+        target, pinned = current, False
+        pin = pins.get(channel.name)
+        pinned_image = by_id.get(pin) if pin is not None else None
+        if pin is None:
+            best = _candidate(channel, previous, usable, entries, now)
+            if best is not None and (current is None or best.created_at > primary[current].created_at):
+                target = build_of(best)
+        elif problem := _pin_problem(pinned_image, pin, home):
+            invalid.append(f"release.pin.{channel.name}: {problem}; the channel stays where it is")
+        elif pinned_image is not None:
+            target, pinned = build_of(pinned_image), True
+        if target is not None:
+            image = _primary(usable, target)
+            entered = mine.get(target)
+            if target != current or entered is None:
+                entered = now
+                mine[target] = now
+                ids = tuple(sorted(i.image_id for i in usable if build_of(i) == target))
+                effects.append(TagImages(home, ids, ((channel_tag(channel.name), format_timestamp(now)),)))
+                promoted.append((channel.name, image.image_id))
+            held = Held(channel, target, image, entered, pinned)
+            held_all.append(held)
+            statuses.append(held.status())
+        else:
+            statuses.append(ChannelStatus(name=channel.name))
+        previous = channel
+    return Channels(
+        tuple(held_all),
+        tuple(statuses),
+        tuple(effects),
+        tuple(promoted),
+        tuple(invalid),
+        {h.channel.name: h.build for h in held_all},
+    )
+
+
+def _primary(images: Sequence[Image], build: str) -> Image:
+    return min((i for i in images if build_of(i) == build), key=primary_order)
+
+
+def _pin_problem(image: Image | None, pin: str, home: str) -> str:
+    if image is None:
+        return f"{pin} is not an AMI of this builder in {home} (or it is gone)"
+    status = image.tags.get(STATUS)
+    if status == REVOKED:
+        return f"{pin} is revoked"
+    if status == REJECTED:
+        return f"{pin} failed its validation"
+    if status == VALIDATING:
+        return f"{pin} has not passed its validation yet"
+    if image.state != "available":
+        return f"{pin} is {image.state}"
+    return ""
+
+
+def _candidate(
+    channel: Channel,
+    previous: Channel | None,
+    usable: Sequence[Image],
+    entries: Mapping[str, Mapping[str, datetime]],
+    now: datetime,
+) -> Image | None:
+    after = parse_duration(channel.after, allow_zero=True)
+    if previous is None:
+        return newest(i for i in usable if i.tags.get(STATUS) == ACTIVE and active_since(i) + after <= now)
+    before = entries[previous.name]
+    return newest(i for i in usable if build_of(i) in before and before[build_of(i)] + after <= now)
+
+
+def release_conditions(
+    channels: Channels, revocation: Revocation, spec: PackerBuilderSpec, unpublished: bool
+) -> list[Wanted]:
+    """ReleaseInvalid for what spec.release.pin could not follow; Revoked while revoked AMIs of the builder
+    exist, saying which parameters had nothing to fall back to (they are deleted: a launch that fails beats a
+    launch from a revoked AMI). `unpublished`: publish.ssmParameter names nothing in spec.region."""
+    wanted = []
+    if channels.invalid:
+        wanted.append(cond.true(cond.RELEASE_INVALID, "; ".join(channels.invalid)))
+    home = sorted(image_id for region, image_id in revocation.revoked if region == spec.region)
+    if not home:
+        return wanted
+    shown = ", ".join(home[:_SHOWN]) + (f" and {len(home) - _SHOWN} more" if len(home) > _SHOWN else "")
+    empty = []
+    if spec.publish is not None:
+        if unpublished:
+            empty.append(spec.publish.ssmParameter)
+        held = {h.channel.name for h in channels.held}
+        empty += [c.ssmParameter for c in spec.publish.channels if c.name not in held]
+    if empty:
+        message = (
+            f"Revoked: {shown}. Nothing left to fall back to for {', '.join(empty)}: deleted (a launch that "
+            "fails beats a launch from a revoked AMI) until a new AMI is published there"
+        )
+        wanted.append(cond.true(cond.REVOKED, message, reason="NothingToFallBackTo"))
+    else:
+        wanted.append(cond.true(cond.REVOKED, f"Revoked: {shown}; never used again"))
+    return wanted
