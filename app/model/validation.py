@@ -25,41 +25,33 @@ MIN_TIMEOUT_SECONDS = 120
 EXCLUSIVE_CHECKS = "exactly one of spec.validation.image and spec.validation.bootCheck must be set"
 EXCLUSIVE_CHECKS_RULE = "has(self.image) != has(self.bootCheck)"
 
+_ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+_SUBNET_ID = r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$"
+_SECURITY_GROUP_ID = r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$"
+_INSTANCE_PROFILE = r"^([\w+=,.@-]{1,128}|arn:aws[a-z-]*:iam::[0-9]{12}:instance-profile/[\w+=,.@/-]{1,510})$"
+_INSTANCE_TYPE = r"^[a-z0-9][a-z0-9-]*\.[a-z0-9-]+$"
 EnvName = Annotated[
-    str,
-    AfterValidator(matching(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", "an environment variable name")),
-    schema_pattern(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", 256),
+    str, AfterValidator(matching(_ENV_NAME, "an environment variable name")), schema_pattern(_ENV_NAME, 256)
 ]
 SubnetID = Annotated[
     str,
-    AfterValidator(
-        matching(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$", "a subnet id such as subnet-0123456789abcdef0")
-    ),
-    schema_pattern(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$", None),
+    AfterValidator(matching(_SUBNET_ID, "a subnet id such as subnet-0123456789abcdef0")),
+    schema_pattern(_SUBNET_ID, None),
 ]
 SecurityGroupID = Annotated[
     str,
-    AfterValidator(
-        matching(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$", "a security group id such as sg-0123456789abcdef0")
-    ),
-    schema_pattern(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$", None),
+    AfterValidator(matching(_SECURITY_GROUP_ID, "a security group id such as sg-0123456789abcdef0")),
+    schema_pattern(_SECURITY_GROUP_ID, None),
 ]
 InstanceType = Annotated[
     str,
-    AfterValidator(matching(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9-]+$", "an EC2 instance type such as t3.small")),
-    schema_pattern(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9-]+$", 64),
+    AfterValidator(matching(_INSTANCE_TYPE, "an EC2 instance type such as t3.small")),
+    schema_pattern(_INSTANCE_TYPE, 64),
 ]
 InstanceProfile = Annotated[
     str,
-    AfterValidator(
-        matching(
-            r"^([\w+=,.@-]{1,128}|arn:aws[a-z-]*:iam::[0-9]{12}:instance-profile/[\w+=,.@/-]{1,510})$",
-            "an instance profile name or ARN",
-        )
-    ),
-    schema_pattern(
-        r"^([\w+=,.@-]{1,128}|arn:aws[a-z-]*:iam::[0-9]{12}:instance-profile/[\w+=,.@/-]{1,510})$", 600
-    ),
+    AfterValidator(matching(_INSTANCE_PROFILE, "an instance profile name or ARN")),
+    schema_pattern(_INSTANCE_PROFILE, 600),
 ]
 
 
