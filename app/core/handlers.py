@@ -83,7 +83,8 @@ def ami_available(s: Situation) -> Decision:
         cond.FLIGHT_CHECK_FAILED, f"Latest Created AMI {current.image_id} has not expired and is active"
     )
     soaking = s.base_check.soaking_until if s.base_check is not None else None
-    resync = wake_after(s.now, s.timer, current.expires_at(s.expires_in), soaking, planned)
+    promotion = s.plan.channels.next_promotion
+    resync = wake_after(s.now, s.timer, current.expires_at(s.expires_in), soaking, planned, promotion)
     return answer(s, status(s, [fine], **fields), resync, recorded=True)
 
 

@@ -160,6 +160,8 @@ class Channels:
     """What in spec.release.pin could not be followed, each naming the field."""
     builds: dict[str, str] = field(default_factory=dict)
     """Channel name -> the build it holds."""
+    next_promotion: datetime | None = None
+    """When the next AMI may enter a channel, as far as this sync knows (the hook looks again then)."""
 
     def images(self, views: Mapping[str, Sequence[Image]]) -> dict[str, list[tuple[str, Image]]]:
         """Channel name -> its AMIs in every region: the held build's launchable AMIs."""
@@ -201,6 +203,7 @@ def promote(
     effects: list[Effect] = []
     promoted: list[tuple[str, str]] = []
     previous: Channel | None = None
+    waits: list[datetime] = []
     for channel in channels:
         mine = entries[channel.name]
         primary = {b: _primary(usable, b) for b in mine}
@@ -209,9 +212,15 @@ def promote(
         pin = pins.get(channel.name)
         pinned_image = by_id.get(pin) if pin is not None else None
         if pin is None:
-            best = _candidate(channel, previous, usable, entries, now)
-            if best is not None and (current is None or best.created_at > primary[current].created_at):
+            newer = [
+                (at, i)
+                for at, i in _eligible(channel, previous, usable, entries)
+                if current is None or i.created_at > primary[current].created_at
+            ]
+            best = newest(i for at, i in newer if at <= now)
+            if best is not None:
                 target = build_of(best)
+            waits += [at for at, i in newer if at > now and (best is None or i.created_at > best.created_at)]
         elif problem := _pin_problem(pinned_image, pin, home):
             invalid.append(f"release.pin.{channel.name}: {problem}; the channel stays where it is")
         elif pinned_image is not None:
@@ -238,6 +247,7 @@ def promote(
         tuple(promoted),
         tuple(invalid),
         {h.channel.name: h.build for h in held_all},
+        min(waits, default=None),
     )
 
 
@@ -260,18 +270,19 @@ def _pin_problem(image: Image | None, pin: str, home: str) -> str:
     return ""
 
 
-def _candidate(
+def _eligible(
     channel: Channel,
     previous: Channel | None,
     usable: Sequence[Image],
     entries: Mapping[str, Mapping[str, datetime]],
-    now: datetime,
-) -> Image | None:
+) -> list[tuple[datetime, Image]]:
+    """The AMIs that may enter `channel`, each with the moment it may: the first channel's once they have been
+    active for `after`, a later channel's once they have been in the channel before for `after`."""
     after = parse_duration(channel.after, allow_zero=True)
     if previous is None:
-        return newest(i for i in usable if i.tags.get(STATUS) == ACTIVE and active_since(i) + after <= now)
+        return [(active_since(i) + after, i) for i in usable if i.tags.get(STATUS) == ACTIVE]
     before = entries[previous.name]
-    return newest(i for i in usable if build_of(i) in before and before[build_of(i)] + after <= now)
+    return [(before[build_of(i)] + after, i) for i in usable if build_of(i) in before]
 
 
 def release_conditions(

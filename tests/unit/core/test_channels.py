@@ -231,3 +231,15 @@ def test_retention_keeps_what_a_channel_holds_and_removes_revoked_amis_first() -
     removed = [e.image_id for e in effects if isinstance(e, Deregister)]
     assert images[0].image_id not in removed
     assert removed[0] == gone.image_id
+
+
+def test_the_hook_looks_again_when_the_next_ami_has_soaked() -> None:
+    soaking = ami(1, T0, canary=T0 + HOUR)
+    channels = promote(CHANNELS, {}, [soaking], HOME, T0 + 2 * HOUR)
+    assert channels.next_promotion == T0 + 73 * HOUR
+    assert (
+        promote(
+            CHANNELS, {}, [ami(1, T0, canary=T0 + HOUR, stable=T0 + 73 * HOUR)], HOME, T0 + 80 * HOUR
+        ).next_promotion
+        is None
+    )
