@@ -16,6 +16,7 @@ from app.core.decision import News
 from app.core.observed import ObservedJob, Phase
 from app.core.states import State
 from app.model.spec import Condition, JobStatus, ObjectMeta, PackerBuilderSpec, PackerBuilderStatus
+from app.model.validation import Result, ValidationStatus
 
 EXPIRED_REASON = "AMIExpired"
 NO_NEWS = News()
@@ -26,6 +27,7 @@ class Kind(StrEnum):
     started = "BuildStarted"
     succeeded = "BuildSucceeded"
     failed = "BuildFailed"
+    rejected = "ValidationFailed"
     exhausted = "RetriesExhausted"
     adopted = "AMIAdopted"
     expired = "AMIExpired"
@@ -88,11 +90,27 @@ def events(
     by_name = {job.name: job for job in jobs}
     found: list[Event] = []
 
+    ended = verdict(old, new)
     superseded = by_name.get(old.jobName)
-    if (
+    moved_on = bool(old.jobName) and new.jobName != old.jobName
+    if moved_on and ended is not None and ended.buildID == old.buildID:
+        # The validation's verdict was recorded and the next build started within one sync: the new status
+        # names only the successor. A failure is announced below, as ValidationFailed.
+        if ended.result is Result.passed:
+            found.append(
+                event(
+                    Kind.succeeded,
+                    old.buildID,
+                    job_name=old.jobName,
+                    base_ami=old.lastRunBaseImageID,
+                    image_id=ended.imageID,
+                    duration=_duration(superseded) if superseded else "",
+                    detail=_validated_by(ended, by_name),
+                )
+            )
+    elif (
         old.jobStatus == JobStatus.running
-        and old.jobName
-        and new.jobName != old.jobName
+        and moved_on
         and superseded is not None
         and superseded.phase is not Phase.running
     ):
@@ -123,7 +141,27 @@ def events(
                 )
             )
 
-    if new.jobStatus == JobStatus.failed and (old.jobName, old.jobStatus) != (new.jobName, JobStatus.failed):
+    if ended is not None and ended.result is Result.failed:
+        # A build whose AMIs failed their validation failed as a build (it counts towards maxNumberOfJobs),
+        # announced once, as what it is: the message says which check failed.
+        found.append(
+            event(
+                Kind.rejected,
+                ended.buildID,
+                job_name=ended.jobName,
+                image_id=ended.imageID,
+                base_ami=new.lastRunBaseImageID if new.buildID == ended.buildID else old.lastRunBaseImageID,
+                attempt=max(new.failedJobCount, 1),
+                max_attempts=limit,
+                detail=ended.message or news.failure,
+            )
+        )
+
+    if (
+        new.jobStatus == JobStatus.failed
+        and (old.jobName, old.jobStatus) != (new.jobName, JobStatus.failed)
+        and not _rejected(new)
+    ):
         job = by_name.get(new.jobName)
         found.append(
             event(
@@ -137,11 +175,14 @@ def events(
             )
         )
 
+    # With spec.validation the build Job's success is only `validating`: the build succeeded once its
+    # validation passed and the status records it completed.
     if new.jobStatus == JobStatus.completed and (old.jobName, old.jobStatus) != (
         new.jobName,
         JobStatus.completed,
     ):
         job = by_name.get(new.jobName)
+        passed = new.validation if _validated(new) else None
         found.append(
             event(
                 Kind.succeeded,
@@ -150,6 +191,7 @@ def events(
                 base_ami=new.lastRunBaseImageID,
                 image_id=new.lastRunBuiltImageID,
                 duration=_duration(job) if job else "",
+                detail=_validated_by(passed, by_name) if passed else "",
             )
         )
 
@@ -197,6 +239,42 @@ def events(
             )
         )
     return found
+
+
+def verdict(old: PackerBuilderStatus, new: PackerBuilderStatus) -> ValidationStatus | None:
+    """The validation whose verdict (Passed or Failed) the new status records and the old one did not yet.
+
+    The one place a validation's end is learnt from: its notification and its count in
+    packer_builder_validations_total both follow it.
+    """
+    now = new.validation
+    if now is None or now.result not in (Result.passed, Result.failed):
+        return None
+    before = old.validation
+    if before is not None and (before.jobName, before.buildID, before.result) == (
+        now.jobName,
+        now.buildID,
+        now.result,
+    ):
+        return None
+    return now
+
+
+def _rejected(status: PackerBuilderStatus) -> bool:
+    """The status's build failed because its AMIs failed their validation."""
+    v = status.validation
+    return v is not None and v.result is Result.failed and v.buildID == status.buildID
+
+
+def _validated(status: PackerBuilderStatus) -> bool:
+    v = status.validation
+    return v is not None and v.result is Result.passed and v.buildID == status.buildID
+
+
+def _validated_by(validation: ValidationStatus, jobs: dict[str, ObservedJob]) -> str:
+    job = jobs.get(validation.jobName)
+    took = _duration(job) if job else ""
+    return f"Job {validation.jobName} validated it" + (f" in {took}" if took else "")
 
 
 def _ready(conditions: Sequence[Condition]) -> Condition | None:

@@ -61,10 +61,22 @@ def render(event: Event) -> Message:
                 ("Base AMI", event.base_ami or "none"),
                 ("Duration", event.duration or "unknown"),
                 ("Job", event.job_name),
+                ("Validation", event.detail),
             ]
         case Kind.failed:
             headline, tone = f"AMI build failed for {who} (attempt {_attempt(event)})", Tone.bad
             facts += [("Job", event.job_name), ("Reason", event.detail or "unknown")]
+        case Kind.rejected:
+            headline = (
+                f"AMI validation failed for {who}: {event.image_id} rejected (attempt {_attempt(event)})"
+            )
+            tone = Tone.bad
+            facts += [
+                ("Rejected AMI", event.image_id),
+                ("Base AMI", event.base_ami),
+                ("Validation job", event.job_name),
+                ("Reason", event.detail or "unknown"),
+            ]
         case Kind.exhausted:
             headline = f"AMI builds stopped for {who}: {event.attempt} of {event.max_attempts} failed"
             tone = Tone.bad

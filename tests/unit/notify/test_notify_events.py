@@ -17,7 +17,8 @@ from app.model.spec import (
     PackerBuilderStatus,
     parse_spec,
 )
-from app.notify.events import NO_NEWS, Event, Kind, events
+from app.model.validation import Result, ValidationStatus
+from app.notify.events import NO_NEWS, Event, Kind, events, verdict
 from tests.builders import NAME, NAMESPACE, T0, UID
 from tests.seed import SEED_SPEC
 
@@ -133,6 +134,54 @@ EXPIRED_REBUILD = changed(
 
 REBUILD = changed(running("pb-dddd4444", "build-4"), lastRunBuiltImageID=BUILT)
 
+# spec.validation: the build Job succeeded, its AMI waits for the validation Job (status.validation).
+VJOB = "pb-aaaa1111-validate"
+REASON = (
+    f"ValidationFailed: Job {VJOB} failed (BackoffLimitExceeded): "
+    "ssm command 2 (systemctl is-active kubelet) exited 3: inactive"
+)
+
+
+def validation(
+    result: Result, build: str = "build-1", job: str = VJOB, message: str = ""
+) -> ValidationStatus:
+    return ValidationStatus(jobName=job, imageID=BUILT, buildID=build, result=result, message=message)
+
+
+def validating(job: str, build: str, attempt: int = 0) -> PackerBuilderStatus:
+    return changed(
+        running(job, build, attempt, state="Validating"),
+        jobStatus=JobStatus.validating,
+        lastRunStatus=JobStatus.validating,
+        validation=validation(Result.running, build, f"{job}-validate"),
+    )
+
+
+def rejected(status: PackerBuilderStatus, build: str = "build-1", job: str = VJOB) -> PackerBuilderStatus:
+    return changed(status, validation=validation(Result.failed, build, job, REASON))
+
+
+V1 = validating("pb-aaaa1111", "build-1")
+V1_PASSED = changed(S1, validation=validation(Result.passed))
+V1_FAILED = rejected(failed("pb-aaaa1111", "build-1", 1, reason=REASON))
+# The verdict is recorded and the next build starts in the same sync.
+R2_AFTER_REJECTION = rejected(R2)
+REBUILD_AFTER_PASS = changed(REBUILD, validation=validation(Result.passed))
+V2 = validating("pb-bbbb2222", "build-2", attempt=1)
+V2_LAST = changed(
+    rejected(F2_LAST, "build-2", "pb-bbbb2222-validate"),
+    state="MaxFailedJobsReached",
+)
+# Rejected while an older AMI of the builder stays current: Ready stays True, the build still failed.
+V1_FAILED_OLDER_CURRENT = changed(
+    V1_FAILED,
+    state="AMICreated",
+    lastRunBuiltImageID=OLDER,
+    conditions=[ready("AMIAvailable", f"AMI {OLDER} is active until 2026-11-22T12:25:00Z", ok=True)],
+)
+# A later build after spec.validation was removed: status.validation still tells of build-1's.
+S2_UNVALIDATED = changed(succeeded("pb-bbbb2222", "build-2"), validation=validation(Result.passed))
+
 
 @dataclass(frozen=True)
 class Case:
@@ -189,6 +238,32 @@ CASES = [
         changed(EXPIRED_REBUILD, state="JobRunning"),
         [],
     ),
+    Case("the build Job succeeded: validation, not success", R1_FOLLOWED, V1, []),
+    Case("still validating", V1, V1, []),
+    Case("the validation passed: the build succeeded", V1, V1_PASSED, [Kind.succeeded]),
+    Case("pass already recorded", V1_PASSED, V1_PASSED, []),
+    Case("stale replay of the pass", R1, V1_PASSED, [Kind.succeeded]),
+    Case("the validation failed, retry waits", V1, V1_FAILED, [Kind.rejected]),
+    Case("rejection already recorded", V1_FAILED, V1_FAILED, []),
+    Case("stale replay of the rejection", R1_FOLLOWED, V1_FAILED, [Kind.rejected]),
+    Case("the retry after a rejection starts", V1_FAILED, R2_AFTER_REJECTION, [Kind.started]),
+    Case(
+        "rejection recorded and retry started in one sync",
+        V1,
+        R2_AFTER_REJECTION,
+        [Kind.rejected, Kind.started],
+        [job("pb-aaaa1111", Phase.succeeded, build="build-1"), job(VJOB, Phase.failed, build="build-1")],
+    ),
+    Case(
+        "pass recorded and a rebuild on a newer base started in one sync",
+        V1,
+        REBUILD_AFTER_PASS,
+        [Kind.succeeded, Kind.started],
+        [job("pb-aaaa1111", Phase.succeeded, build="build-1")],
+    ),
+    Case("the last allowed build was rejected", V2, V2_LAST, [Kind.rejected, Kind.exhausted]),
+    Case("rejected while an older AMI stays current", V1, V1_FAILED_OLDER_CURRENT, [Kind.rejected]),
+    Case("a later build without validation", R2, S2_UNVALIDATED, [Kind.succeeded]),
 ]
 
 
@@ -289,6 +364,73 @@ def test_a_token_in_the_repository_url_is_not_repeated() -> None:
     )
     (started,) = events(META, spec, EMPTY, R1)
     assert started.source == "https://github.com/org/packer@main"
+
+
+def test_a_validated_success_names_the_build_and_the_job_that_validated_it() -> None:
+    done = one(
+        V1,
+        V1_PASSED,
+        [job("pb-aaaa1111", Phase.succeeded), job(VJOB, Phase.succeeded)],
+    )
+    assert (done.job_name, done.image_id, done.base_ami) == ("pb-aaaa1111", BUILT, BASE)
+    assert done.duration == "25m07s"  # the build's
+    assert done.detail == f"Job {VJOB} validated it in 25m07s"
+    # Announced once per build, whether the next build started in the same sync or not.
+    success, _ = events(META, SPEC, V1, REBUILD_AFTER_PASS, [job("pb-aaaa1111", Phase.succeeded)])
+    assert success.key == done.key
+    assert (success.job_name, success.image_id, success.detail) == (
+        "pb-aaaa1111",
+        BUILT,
+        f"Job {VJOB} validated it",
+    )
+
+
+def test_a_success_without_validation_claims_none() -> None:
+    assert one(R2, S2_UNVALIDATED).detail == ""
+    assert one(R1, S1).detail == ""
+
+
+def test_a_rejection_says_which_check_failed_on_which_ami_and_counts_as_an_attempt() -> None:
+    # news.failure is the decision's words for the same failure; the status's validation message wins.
+    found = one(V1, V1_FAILED, news=News(failure="ValidationFailed: something shorter"))
+    assert found.kind is Kind.rejected
+    assert found.detail == REASON
+    assert (found.job_name, found.image_id, found.base_ami) == (VJOB, BUILT, BASE)
+    assert (found.attempt, found.max_attempts) == (1, 3)
+    assert found.key == (UID, "build-1", "ValidationFailed")
+    # The same rejection seen with its retry already started: the same key, so it is announced once.
+    first, _ = events(META, SPEC, V1, R2_AFTER_REJECTION)
+    assert (first.key, first.detail, first.attempt) == (found.key, REASON, 1)
+    last, _ = events(META, SPEC, V2, V2_LAST)
+    assert (last.job_name, last.attempt, last.max_attempts) == ("pb-bbbb2222-validate", 2, 3)
+
+
+def test_a_rejection_without_a_recorded_message_falls_back_to_the_decisions_reason() -> None:
+    bare = changed(V1_FAILED, validation=validation(Result.failed))
+    assert one(V1, bare, news=News(failure=REASON)).detail == REASON
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "ended"),
+    [
+        (R1_FOLLOWED, V1, None),
+        (V1, V1, None),
+        (V1, V1_PASSED, Result.passed),
+        (V1_PASSED, V1_PASSED, None),
+        (EMPTY, V1_PASSED, Result.passed),
+        (V1, V1_FAILED, Result.failed),
+        (V1_FAILED, V1_FAILED, None),
+        (V1, R2_AFTER_REJECTION, Result.failed),
+        (V1_FAILED, R2_AFTER_REJECTION, None),
+        # The next validation of another build, after an earlier one passed, is a verdict of its own.
+        (V1_PASSED, rejected(V1_FAILED, "build-2", "pb-bbbb2222-validate"), Result.failed),
+    ],
+)
+def test_a_verdict_is_a_change_of_the_validations_result(
+    old: PackerBuilderStatus, new: PackerBuilderStatus, ended: Result | None
+) -> None:
+    found = verdict(old, new)
+    assert (found.result if found else None) == ended
 
 
 INVALID = PackerBuilderStatus(

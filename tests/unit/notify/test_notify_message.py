@@ -1,9 +1,11 @@
 """What a notification says, rendered for Slack (Block Kit + fallback), Discord (embed), SNS and email."""
 
+from dataclasses import replace
+
 from app.notify.aws import sns_subject
 from app.notify.discord import payload
 from app.notify.events import Event, Kind
-from app.notify.message import console_url, render
+from app.notify.message import Tone, console_url, render
 from app.notify.slack import blocks
 from tests.events import build_succeeded
 
@@ -44,6 +46,43 @@ def test_failure_says_which_attempt_and_why() -> None:
     assert message.headline == "AMI build failed for ami-builds/packer-builder (attempt 2 of 3)"
     assert dict(message.facts)["Reason"] == "BackoffLimitExceeded: <@here> & friends"
     assert message.link is None
+
+
+REJECTED = Event(
+    Kind.rejected,
+    "packer-builder",
+    "ami-builds",
+    "uid-1",
+    "build-1",
+    region="eu-west-1",
+    job_name="packer-builder-1a2b3c4d-validate",
+    base_ami="ami-0base",
+    image_id="ami-0built",
+    attempt=1,
+    max_attempts=3,
+    detail="ValidationFailed: Job packer-builder-1a2b3c4d-validate failed (BackoffLimitExceeded): "
+    "ssm command 2 (systemctl is-active kubelet) exited 3: inactive",
+)
+
+
+def test_a_validated_success_says_which_job_validated_it() -> None:
+    validated = replace(SUCCEEDED, detail="Job packer-builder-1a2b3c4d-validate validated it in 6m02s")
+    facts = dict(render(validated).facts)
+    assert facts["Validation"] == "Job packer-builder-1a2b3c4d-validate validated it in 6m02s"
+    assert "Validation" not in dict(render(SUCCEEDED).facts)
+
+
+def test_a_rejection_names_the_ami_the_validation_job_and_the_failed_check() -> None:
+    message = render(REJECTED)
+    assert message.headline == (
+        "AMI validation failed for ami-builds/packer-builder: ami-0built rejected (attempt 1 of 3)"
+    )
+    assert message.tone is Tone.bad
+    facts = dict(message.facts)
+    assert facts["Rejected AMI"] == "ami-0built"
+    assert facts["Validation job"] == "packer-builder-1a2b3c4d-validate"
+    assert facts["Reason"].endswith("ssm command 2 (systemctl is-active kubelet) exited 3: inactive")
+    assert message.link == ("ami-0built in the EC2 console", console_url("eu-west-1", "ami-0built"))
 
 
 def test_every_kind_renders() -> None:
