@@ -39,10 +39,10 @@ from app.model.hooks import (
     SyncResponse,
 )
 from app.model.settings import Settings
-from app.model.spec import PackerBuilderStatus
+from app.model.spec import PackerBuilderSpec, PackerBuilderStatus
 from app.notify.channels import secret_rule
 from app.notify.dispatch import Dispatcher, dispatcher_from
-from app.notify.events import Event, Kind
+from app.notify.events import Event, verdict
 
 log = logging.getLogger("app")
 
@@ -156,9 +156,6 @@ class OrjsonBodyRoute(APIRoute):
         return with_orjson
 
 
-BUILD_RESULTS = {Kind.started: "started", Kind.succeeded: "succeeded", Kind.failed: "failed"}
-
-
 def _observe(
     metrics: Metrics,
     hook: str,
@@ -176,9 +173,10 @@ def _observe(
     else:
         metrics.finalize_duration.observe(elapsed)
     metrics.builder(world.meta.namespace, world.meta.name, decision, now)
-    for event in events:
-        if event.kind in BUILD_RESULTS:
-            metrics.builds.labels(BUILD_RESULTS[event.kind]).inc()
+    if hook == "sync":
+        validates = isinstance(world.spec, PackerBuilderSpec) and world.spec.validation is not None
+        ended = verdict(world.status, decision.status)
+        metrics.transitions(world.meta.namespace, world.meta.name, events, validates, ended)
     _log_answer(hook, world, decision, calls, elapsed)
 
 

@@ -10,7 +10,7 @@ prometheus_client's multiprocess mode is not needed.
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -24,6 +24,8 @@ from app.core import conditions as cond
 from app.core.decision import Decision
 from app.core.states import State
 from app.model.spec import ConditionStatus
+from app.model.validation import Result, ValidationStatus
+from app.notify.events import Event, Kind
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -38,6 +40,14 @@ _OUTCOMES: dict[str, str] = {
     State.BASE_IMAGE_NOT_FOUND: "failed",
     State.INVALID_SPEC: "invalid",
 }
+# A build whose AMIs failed their validation is a failed build (it counts towards maxNumberOfJobs too).
+BUILD_RESULTS = {
+    Kind.started: "started",
+    Kind.succeeded: "succeeded",
+    Kind.failed: "failed",
+    Kind.rejected: "failed",
+}
+VALIDATION_RESULTS = {Result.passed: "passed", Result.failed: "failed"}
 _THROTTLING = frozenset(
     {"RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequestsException"}
 )
@@ -96,9 +106,18 @@ class Metrics:
             registry=r,
         )
         self.builds = Counter(
-            "packer_builder_builds_total", "Builds started, succeeded and failed.", ["result"], registry=r
+            "packer_builder_builds_total",
+            "Builds started, succeeded and failed (a build whose validation failed failed).",
+            ["result"],
+            registry=r,
         )
         builder = ["namespace", "name"]
+        self.validations = Counter(
+            "packer_builder_validations_total",
+            "Validations of a build's AMIs that ended, by builder and result (passed, failed).",
+            [*builder, "result"],
+            registry=r,
+        )
         self.ami_age = Gauge(
             "packer_builder_ami_age_seconds",
             "Age of the builder's current AMI, from its create-timestamp tag.",
@@ -126,6 +145,9 @@ class Metrics:
             for gauge in (self.ami_age, self.failed_builds, self.ready):
                 with suppress(KeyError):
                     gauge.remove(namespace, name)
+            for result in VALIDATION_RESULTS.values():
+                with suppress(KeyError):
+                    self.validations.remove(namespace, name, result)
             return
         if decision.finalized is not None:
             return  # a finalize still waiting: the builder's last sync values stand
@@ -139,6 +161,30 @@ class Metrics:
         else:
             with suppress(KeyError):
                 self.ami_age.remove(namespace, name)
+
+    def transitions(
+        self,
+        namespace: str,
+        name: str,
+        events: Sequence[Event],
+        validates: bool,
+        verdict: ValidationStatus | None,
+    ) -> None:
+        """Count what a sync's transitions (old status to new) ended: builds, and a validation's verdict.
+
+        Like the notifications, a transition counts when the status Metacontroller sent does not show it yet; a
+        request retried or replayed with a stale status counts it again (the notifier's repeat cache is for
+        messages only). A builder that validates has both of its validation series, at 0, from its first sync:
+        a counter first scraped at 1 is no increase to Prometheus, and the alert would miss the first failure.
+        """
+        for event in events:
+            if event.kind in BUILD_RESULTS:
+                self.builds.labels(BUILD_RESULTS[event.kind]).inc()
+        if validates or verdict is not None:
+            for result in VALIDATION_RESULTS.values():
+                self.validations.labels(namespace, name, result)
+        if verdict is not None and verdict.result in VALIDATION_RESULTS:
+            self.validations.labels(namespace, name, VALIDATION_RESULTS[verdict.result]).inc()
 
     # -- AWS calls (botocore events on each client's session) ------------------------------------------------------
 

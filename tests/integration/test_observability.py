@@ -15,6 +15,7 @@ from app.model.settings import Settings
 from tests.aws import REGION, ec2_client, register_built_ami
 from tests.builders import NAME, NAMESPACE, UID, build_pod, parent, request, succeeded
 from tests.http import get, post, serve
+from tests.seed import SEED_SPEC
 
 
 @pytest.fixture
@@ -90,6 +91,25 @@ def test_metrics_follow_a_builder_from_new_to_ready_to_finalized(hook: str, ec2_
     assert value(found, "packer_builder_finalize_duration_seconds_count") == 1
     for metric in ("packer_builder_ready", "packer_builder_failed_builds", "packer_builder_ami_age_seconds"):
         assert value(found, metric, namespace=NAMESPACE, name=NAME) is None, metric
+
+
+def test_a_builder_that_validates_shows_its_validation_series_from_its_first_sync(hook: str) -> None:
+    """At 0 before any verdict, so that Prometheus sees the first failed validation as an increase."""
+    post(f"{hook}/sync", request(parent()))
+    found = samples(hook)
+    assert (
+        value(found, "packer_builder_validations_total", namespace=NAMESPACE, name=NAME, result="failed")
+        is None
+    )
+    gated = {**SEED_SPEC, "validation": {"bootCheck": {"subnetID": "subnet-0123456789abcdef0"}}}
+    code, _ = post(f"{hook}/sync", request(parent(gated)))
+    assert code == 200
+    found = samples(hook)
+    for result in ("passed", "failed"):
+        assert (
+            value(found, "packer_builder_validations_total", namespace=NAMESPACE, name=NAME, result=result)
+            == 0
+        )
 
 
 def test_metric_labels_carry_no_url_or_secret(hook: str) -> None:
