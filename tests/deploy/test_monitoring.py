@@ -49,6 +49,7 @@ ALERTS = {
     "PackerBuilderAWSErrors": "warning",
     "PackerBuilderRetriesExhausted": "warning",
     "PackerBuilderBuildsFailing": "warning",
+    "PackerBuilderValidationFailed": "warning",
     "PackerBuilderNotReady": "warning",
     "PackerBuilderAMITooOld": "warning",
 }
@@ -286,6 +287,70 @@ UNIT_TESTS: dict[str, dict[str, Any]] = {
             {"eval_time": "60m", "alertname": "PackerBuilderBuildsFailing", "exp_alerts": []}
         ],
     },
+    # eks's new AMI failed its validation at minute 10 (its series are at 0 from its first sync); web's passed.
+    # The alert says which builder, and is quiet again an hour after the failure.
+    "PackerBuilderValidationFailed": {
+        "input_series": [
+            {
+                "series": f'packer_builder_validations_total{{{J}, namespace="ami-builds", name="eks", '
+                'result="failed"}',
+                "values": "0x10 1x100",
+            },
+            {
+                "series": f'packer_builder_validations_total{{{J}, namespace="ami-builds", name="eks", '
+                'result="passed"}',
+                "values": "0x110",
+            },
+            {
+                "series": f'packer_builder_validations_total{{{J}, namespace="web", name="web", result="passed"}}',
+                "values": "0x10 1x100",
+            },
+            {
+                "series": f'packer_builder_validations_total{{{J}, namespace="web", name="web", result="failed"}}',
+                "values": "0x110",
+            },
+        ],
+        "alert_rule_test": [
+            {"eval_time": "9m", "alertname": "PackerBuilderValidationFailed", "exp_alerts": []},
+            {
+                "eval_time": "12m",
+                "alertname": "PackerBuilderValidationFailed",
+                "exp_alerts": [
+                    {"exp_labels": {"severity": "warning", "namespace": "ami-builds", "name": "eks"}}
+                ],
+            },
+            {
+                "eval_time": "65m",
+                "alertname": "PackerBuilderValidationFailed",
+                "exp_alerts": [
+                    {"exp_labels": {"severity": "warning", "namespace": "ami-builds", "name": "eks"}}
+                ],
+            },
+            {"eval_time": "75m", "alertname": "PackerBuilderValidationFailed", "exp_alerts": []},
+        ],
+    },
+    # Two hook pods each saw one of web's failed validations (a failover between them): one alert for web.
+    "PackerBuilderValidationFailed, two pods": {
+        "input_series": [
+            {
+                "series": f'packer_builder_validations_total{{{J}, namespace="web", name="web", result="failed", '
+                'instance="a"}',
+                "values": "0x10 1x30",
+            },
+            {
+                "series": f'packer_builder_validations_total{{{J}, namespace="web", name="web", result="failed", '
+                'instance="b"}',
+                "values": "0x20 1x20",
+            },
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": "30m",
+                "alertname": "PackerBuilderValidationFailed",
+                "exp_alerts": [{"exp_labels": {"severity": "warning", "namespace": "web", "name": "web"}}],
+            },
+        ],
+    },
     # eks has been not Ready for over 180 minutes; web is Ready on the replica that syncs it.
     "PackerBuilderNotReady": {
         "input_series": [
@@ -430,6 +495,7 @@ def test_app_serves_the_metrics_the_issue_names(exposed: dict[str, str]) -> None
         "packer_builder_aws_requests_total": "counter",
         "packer_builder_aws_request_duration_seconds_bucket": "histogram",
         "packer_builder_builds_total": "counter",
+        "packer_builder_validations_total": "counter",
         "packer_builder_ami_age_seconds": "gauge",
         "packer_builder_failed_builds": "gauge",
         "packer_builder_ready": "gauge",
@@ -447,6 +513,7 @@ def test_alerts_use_only_metrics_the_app_serves(rule: Manifest, exposed: dict[st
         "packer_builder_failed_builds",
         "packer_builder_ready",
         "packer_builder_builds_total",
+        "packer_builder_validations_total",
         "packer_builder_aws_requests_total",
         "packer_builder_sync_duration_seconds_count",
     } <= used
@@ -611,6 +678,8 @@ def test_dashboard_has_the_panels_an_operator_asks_for() -> None:
         "Sync and finalize latency p99",
         "AWS calls by operation and outcome",
         "Builds started, succeeded and failed",
+        "Validations by result",
+        "Failed validations per builder (24 h)",
         "Builders not ready",
         "AMI age per builder",
         "Notifications by channel and outcome",
