@@ -49,6 +49,12 @@ VERSION = spec.API_VERSION.split("/", 1)[1]
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "State", "type": "string", "jsonPath": ".status.state", "description": column_description()},
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "description": "The Ready condition: True while the builder has an active, unexpired AMI.",
+    },
     {"name": "Base AMI", "type": "string", "jsonPath": ".status.lastRunBaseImageID"},
     {"name": "Built AMI", "type": "string", "jsonPath": ".status.lastRunBuiltImageID"},
     {"name": "Job Status", "type": "string", "jsonPath": ".status.jobStatus"},

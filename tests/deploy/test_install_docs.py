@@ -393,6 +393,8 @@ def test_watch_sample_rows_are_what_the_hook_writes() -> None:
     assert len(rows) == len(statuses)
     for row, status in zip(rows, statuses, strict=True):
         assert row["STATE"] == status["state"]
+        (ready,) = [c["status"] for c in status["conditions"] if c["type"] == "Ready"]
+        assert row["READY"] == ready
         assert row["JOB STATUS"] == status["jobStatus"]
         assert row["JOB STATUS"] in {s.value for s in JobStatus}
         assert ami.fullmatch(row["BASE AMI"])

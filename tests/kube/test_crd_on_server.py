@@ -426,12 +426,21 @@ def test_unknown_status_fields_are_pruned(kube: ControlPlane, crd: JsonObject, n
 # --- 6. printer columns: `kubectl get pb` and `-o wide` -----------------------------------------------------
 
 
+_STEP = re.compile(r'\.([A-Za-z]+)(?:\[\?\(@\.([A-Za-z]+)=="([^"]*)"\)\])?')
+
+
 def _json_path(obj: JsonObject, path: str) -> Any:
-    """The value at a printer column's jsonPath; only plain `.a.b.c` paths (the CRD has no other kind)."""
-    assert re.fullmatch(r"(\.[A-Za-z]+)+", path), f"{path}: teach _json_path this JSONPath"
+    """The value at a printer column's jsonPath: `.a.b.c` steps, each optionally filtering a list by one field
+    (`.conditions[?(@.type=="Ready")]`, the one match); the CRD has no other kind."""
+    assert re.fullmatch(f"(?:{_STEP.pattern})+", path), f"{path}: teach _json_path this JSONPath"
     value: Any = obj
-    for part in path.lstrip(".").split("."):
-        value = value.get(part) if isinstance(value, dict) else None
+    for step in _STEP.finditer(path):
+        name, key, wanted = step.groups()
+        value = value.get(name) if isinstance(value, dict) else None
+        if key is not None:
+            matches = [item for item in value or [] if isinstance(item, dict) and item.get(key) == wanted]
+            assert len(matches) <= 1, f"{path}: several matches, kubectl would print them all"
+            value = matches[0] if matches else None
     return value
 
 
@@ -478,7 +487,7 @@ def test_kubectl_get_shows_the_declared_columns_with_the_status_values(
         else:
             assert cell == str(value), column["name"]
     if not wide:
-        assert (row["STATE"], row["JOB STATUS"]) == ("AMICreated", "completed")
+        assert (row["STATE"], row["READY"], row["JOB STATUS"]) == ("AMICreated", "True", "completed")
 
 
 # --- 7. the status subresource stores what the hook writes, and keeps spec and status apart --------------
