@@ -13,7 +13,7 @@ from app.http.logs import JsonFormatter, TextFormatter
 from app.main import create_app
 from app.model.settings import Settings
 from tests.aws import REGION, ec2_client, register_built_ami
-from tests.builders import NAME, NAMESPACE, UID, build_pod, parent, request, succeeded
+from tests.builders import NAME, NAMESPACE, UID, build_pod, failed, parent, request, succeeded
 from tests.http import get, post, serve
 from tests.seed import SEED_SPEC
 
@@ -110,6 +110,40 @@ def test_a_builder_that_validates_shows_its_validation_series_from_its_first_syn
             value(found, "packer_builder_validations_total", namespace=NAMESPACE, name=NAME, result=result)
             == 0
         )
+
+
+@pytest.mark.parametrize("passes", [True, False], ids=["passed", "failed"])
+def test_a_validated_build_counts_once_when_its_validation_ends(
+    hook: str, ec2_env: str, passes: bool
+) -> None:
+    """Over HTTP against moto: the build Job's success counts nothing; the verdict counts one validation and
+    one succeeded or failed build, and the next sync, which sees it recorded, counts nothing more."""
+    gated = {**SEED_SPEC, "validation": {"image": "registry.example.com/platform/ami-smoke:1.4"}}
+    _, first = post(f"{hook}/sync", request(parent(gated)))
+    (job,) = first["children"]
+    built = register_built_ami(ec2_client(ec2_env), "opsy-built")
+    now = datetime.now(UTC)
+    done = succeeded(job, now - timedelta(minutes=30), now - timedelta(minutes=12))
+    pods = [build_pod(done, f"{REGION}:{built}")]
+    _, validating = post(f"{hook}/sync", request(parent(gated, status=first["status"]), [done], pods))
+    assert validating["status"]["state"] == "Validating"
+    (check,) = [c for c in validating["children"] if c["metadata"]["name"].endswith("-validate")]
+    found = samples(hook)
+    assert value(found, "packer_builder_builds_total", result="succeeded") is None
+    ended = (succeeded if passes else failed)(check, now - timedelta(minutes=11), now - timedelta(minutes=1))
+    verdict = request(parent(gated, status=validating["status"]), [done, ended], pods)
+    _, answer = post(f"{hook}/sync", verdict)
+    assert answer["status"]["validation"]["result"] == ("Passed" if passes else "Failed")
+    post(f"{hook}/sync", request(parent(gated, status=answer["status"]), [done, ended], pods))
+
+    found = samples(hook)
+    result = "passed" if passes else "failed"
+    other = "failed" if passes else "passed"
+    labels = {"namespace": NAMESPACE, "name": NAME}
+    assert value(found, "packer_builder_validations_total", **labels, result=result) == 1
+    assert value(found, "packer_builder_validations_total", **labels, result=other) == 0
+    assert value(found, "packer_builder_builds_total", result="succeeded" if passes else "failed") == 1
+    assert value(found, "packer_builder_builds_total", result="failed" if passes else "succeeded") is None
 
 
 def test_metric_labels_carry_no_url_or_secret(hook: str) -> None:
