@@ -90,7 +90,8 @@ class Situation:
     @cached_property
     def outcome(self) -> Outcome | None:
         """The latest build's news; or, when there is none (or only a failure), the build an interrupted run
-        left `validating`, which is validated again (app.core.gate)."""
+        left `validating`, which is validated again (app.core.gate) when spec.validation asks for it, like a
+        build's own AMIs."""
         news = latest_news(self.world, self.finished, self.validations, self.facts, self.spec, self.now)
         if news is not None and (news.kind is not Kind.failed or news.rejected):
             return news
@@ -105,7 +106,9 @@ class Situation:
             meta.generation,
             self.previous.lastRunBuiltImageID,
         )
-        return news if left is None else gated(left, self.validations, self.world.verdicts, required=True)
+        if left is None:
+            return news
+        return gated(left, self.validations, self.world.verdicts, self.spec.validation is not None)
 
     @cached_property
     def plan(self) -> Plan:

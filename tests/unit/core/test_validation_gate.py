@@ -341,6 +341,18 @@ def test_an_ami_left_validating_by_an_interrupted_run_is_validated_again_not_ado
     assert tags_set(decision)[BUILT]["status"] == "active"
 
 
+def test_without_spec_validation_an_ami_left_validating_is_not_gated() -> None:
+    """spec.validation was removed since: like a build whose validation had not started, no gate holds the AMI
+    (there is no validation Job to ask for: asking for one was a 500 on every sync)."""
+    flow = Flow()
+    facts = AmiFacts(base_image=BASE, managed=(flow.image("validating"),))
+    body, decision = sync(request(parent(spec(None))), facts, AFTER_BUILD)
+    assert body["children"] == []
+    assert body["status"]["state"] == "AMICreated"
+    assert body["status"]["lastRunBuiltImageID"] == BUILT
+    assert tags_set(decision)[BUILT]["status"] == "active"
+
+
 def test_an_adopted_ami_is_not_validated_again() -> None:
     flow = Flow()
     image = managed_image(BUILT, AFTER_BUILD, spec=flow.spec)
