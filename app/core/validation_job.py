@@ -39,7 +39,9 @@ HOOK_USER = 10001
 
 
 def _env(name: str, value: str) -> dict[str, Any]:
-    return {"name": name, "value": value}
+    # An empty value is left out, as the API server leaves it out: the variable is still set, to "", and the
+    # Job restated from what the request shows is the Job asked for (rule 6: no empty strings).
+    return {"name": name, "value": value} if value else {"name": name}
 
 
 def images_lines(outcome: Outcome) -> str:
@@ -85,7 +87,10 @@ def _boot_check_env(check: BootCheck, validation: Validation, tags: dict[str, st
 
 def _user_env(validation: Validation) -> list[dict[str, Any]]:
     """spec.validation.env as given: a Secret's key stays a reference, never a value."""
-    return [e.model_dump(exclude_none=True) for e in validation.env]
+    return [
+        _env(e.name, e.value) if e.value is not None else e.model_dump(exclude_none=True)
+        for e in validation.env
+    ]
 
 
 def _container(

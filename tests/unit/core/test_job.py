@@ -34,8 +34,12 @@ from app.core.job import (
     render_job,
     termination_commit,
 )
-from app.model.spec import SpecError, parse_spec
-from tests.builders import make_spec
+from app.core.observed import observe_job
+from app.core.outcome import Artifact, Kind, Outcome
+from app.core.validation_job import render_validation_job
+from app.model.spec import ObjectMeta, SpecError, parse_spec
+from app.model.tags import Image
+from tests.builders import T0, make_spec, succeeded
 from tests.seed import SEED_SPEC
 
 BASE = "ami-0123456789abcdef0"
@@ -490,16 +494,103 @@ def values_of(container: dict[str, Any]) -> dict[str, str]:
     return {name: entry["value"] for name, entry in env_of(container).items() if "value" in entry}
 
 
-@pytest.mark.parametrize("case", CASES)
+# Validation Jobs (app.core.validation_job) of the build Job of a CASES row: (row, spec.validation, commit,
+# the build's AMIs as (region, AMI id, architecture), the first in spec.region).
+BOOT_CHECK = {"subnetID": "subnet-0123456789abcdef0"}
+VALIDATION_CASES: dict[str, tuple[str, dict[str, Any], str, tuple[tuple[str, str, str], ...]]] = {
+    "image": (
+        "seed",
+        {"image": "registry.example.com/platform/ami-smoke:1.4"},
+        SHA,
+        (("us-west-2", "ami-0b1a2b3c4d5e6f708", "x86_64"),),
+    ),
+    "image-everything": (
+        "everything",
+        {
+            "image": "registry.example.com/platform/ami-smoke:1.4",
+            "timeout": "45m",
+            "command": ["/smoke"],
+            "args": ["--suite", "eks"],
+            "serviceAccountName": "ami-validator",
+            "env": [
+                {"name": "SUBNET_ID", "value": "subnet-0123456789abcdef0"},
+                {"name": "EMPTY", "value": ""},
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "smoke", "key": "token"}}},
+            ],
+        },
+        SHA,
+        (
+            ("eu-west-1", "ami-0c1a2b3c4d5e6f709", "x86_64"),
+            ("us-west-2", "ami-0b1a2b3c4d5e6f708", "x86_64"),
+            ("us-west-2", "ami-0d1a2b3c4d5e6f70a", "arm64"),
+        ),
+    ),
+    "boot-check": (
+        "seed-replacing",
+        {
+            "bootCheck": {
+                **BOOT_CHECK,
+                "instanceType": "t3.small",
+                "securityGroupIDs": ["sg-0123456789abcdef0"],
+                "instanceProfile": "ami-boot-check",
+                "ssmCommands": ["systemctl is-active kubelet"],
+            }
+        },
+        SHA,
+        (("us-west-2", "ami-0b1a2b3c4d5e6f708", "x86_64"),),
+    ),
+    # A self-contained build that reported no commit: BASE_AMI_ID and PACKER_REPO_COMMIT are empty.
+    "boot-check-no-base-no-commit": (
+        "no-filters",
+        {"bootCheck": BOOT_CHECK},
+        "",
+        (("us-west-2", "ami-0b1a2b3c4d5e6f708", "x86_64"),),
+    ),
+    "long-parent-name": (
+        "long-parent-name",
+        {"bootCheck": BOOT_CHECK},
+        "",
+        (("us-west-2", "ami-0b1a2b3c4d5e6f708", "x86_64"),),
+    ),
+}
+
+
+def render_validation(case: str) -> dict[str, Any]:
+    row, validation, commit, made = VALIDATION_CASES[case]
+    parent, raw, base, replaces = CASES[row]
+    spec = parse_spec({**raw, "validation": validation})
+    plan = plan_build(parent, UID, 3, replaces, 0, base)
+    build = observe_job(succeeded(render_job(parent, "builds", UID, spec, plan)))
+    images = [Image(i, "available", T0, "opsy-built", {}, arch) for _, i, arch in made]
+    artifacts = tuple(
+        Artifact(r, image.image_id, image, Kind.built) for (r, _, _), image in zip(made, images, strict=True)
+    )
+    outcome = Outcome(
+        build, Kind.validating, images[0], images[0].image_id, commit=commit, artifacts=artifacts
+    )
+    meta = ObjectMeta(name=parent, namespace="builds", uid=UID, generation=3)
+    return render_validation_job(meta, spec, outcome, "ghcr.io/example/hook:1.0", {"created-by": parent})
+
+
+# Every shape test runs on both kinds of Job the hook asks for.
+SHAPED = [*(f"build:{case}" for case in CASES), *(f"validate:{case}" for case in VALIDATION_CASES)]
+
+
+def shaped(case: str) -> dict[str, Any]:
+    kind, name = case.split(":", 1)
+    return render(name)[0] if kind == "build" else render_validation(name)
+
+
+@pytest.mark.parametrize("case", SHAPED)
 def test_job_is_valid_for_kubernetes(case: str) -> None:
-    job, _ = render(case)
+    job = shaped(case)
 
     kubernetes_validate.validate(job, "1.30", strict=True)
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", SHAPED)
 def test_no_nulls_and_no_empty_values(case: str) -> None:
-    job, _ = render(case)
+    job = shaped(case)
 
     for path, value in walk(job):
         assert value is not None, path
@@ -511,9 +602,9 @@ FORBIDDEN_METADATA = {"ownerReferences", "uid", "resourceVersion", "generateName
 FORBIDDEN_LABEL = re.compile(r"^(controller-uid|job-name|batch\.kubernetes\.io/.*)$")
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", SHAPED)
 def test_no_fields_that_are_not_ours_to_set(case: str) -> None:
-    job, _ = render(case)
+    job = shaped(case)
 
     assert set(job) == {"apiVersion", "kind", "metadata", "spec"}
     assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
