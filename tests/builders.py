@@ -161,8 +161,11 @@ def deleting(job: dict[str, Any]) -> dict[str, Any]:
     return job
 
 
-def build_pod(job: dict[str, Any], message: str, exit_code: int = 0) -> dict[str, Any]:
-    """The Job's pod after the Packer container ended with this termination message."""
+def build_pod(
+    job: dict[str, Any], message: str, exit_code: int = 0, container: str = PACKER_CONTAINER
+) -> dict[str, Any]:
+    """The Job's pod after its container (the Packer one, or a validation Job's) ended with this termination
+    message."""
     name = job["metadata"]["name"]
     return {
         "apiVersion": "v1",
@@ -176,7 +179,7 @@ def build_pod(job: dict[str, Any], message: str, exit_code: int = 0) -> dict[str
             "phase": "Succeeded" if exit_code == 0 else "Failed",
             "containerStatuses": [
                 {
-                    "name": PACKER_CONTAINER,
+                    "name": container,
                     "state": {
                         "terminated": {"exitCode": exit_code, "reason": "Completed", "message": message}
                     },
