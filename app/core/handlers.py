@@ -54,7 +54,9 @@ def validating(s: Situation) -> Decision:
     until the request shows it, then followed. Nothing else starts meanwhile."""
     outcome = cast(Outcome, s.outcome)  # classified: the latest build waits for its verdict
     extra = None
-    if outcome.validation is None:
+    # Every copy is checked with the rest: a copy still on its way is waited for (ARTIFACT_GRACE bounds it).
+    copying = any(a.kind is Kind.waiting for a in outcome.artifacts)
+    if outcome.validation is None and not copying:
         meta = s.world.meta
         extra = render_validation_job(meta, s.spec, outcome, s.world.hook_image, s.owner.tags)
     new = status(s, [], **{**s.record.fields, "state": State.VALIDATING.value})

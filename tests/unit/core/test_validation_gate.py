@@ -3,6 +3,7 @@ build whose spec asks for a validation, from the build's success to the verdict,
 
 import copy
 import json
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from app.core.build import PACKER_CONTAINER
 from app.core.decide import decide, decide_finalize
 from app.core.decision import Decision
 from app.core.effects import Deregister, Publish, TagImages
-from app.core.facts import AmiFacts
+from app.core.facts import AmiFacts, RegionImages
 from app.http.reconcile import world_of
 from app.main import _response
 from app.model.hooks import HookRequest
@@ -437,3 +438,24 @@ def test_validation_reports_come_from_the_validate_container_only() -> None:
     flow.pods.append(pod)
     body, _ = flow.sync([flow.built, done], "validating", AFTER_CHECK)
     assert "not the check's words" not in body["status"]["validation"]["message"]
+
+
+def test_the_validation_waits_for_every_copy_so_that_each_is_checked() -> None:
+    flow = Flow()
+    copy_id = "ami-0c0c0c0c0c0c0c0c0"
+    flow.pods = [build_pod(flow.built, f"us-west-2:{BUILT},eu-west-1:{copy_id}\ncommit={COMMIT}")]
+
+    def with_copy(state: str) -> AmiFacts:
+        copy = Image(copy_id, state, T0 + timedelta(minutes=22), "opsy-built", {}, "x86_64")
+        return replace(flow.facts(None), elsewhere={"eu-west-1": RegionImages(built=(copy,))})
+
+    req = request(parent(flow.spec, flow.status), [flow.built], flow.pods)
+    body, _ = sync(req, with_copy("pending"))
+    assert body["status"]["state"] == "Validating"
+    assert names(body) == [flow.build["metadata"]["name"]]  # no validation Job yet
+    body, _ = sync(req, with_copy("available"))
+    (check,) = [c for c in body["children"] if c["metadata"]["name"].endswith("-validate")]
+    assert env_of(check)["AMI_IDS"].splitlines() == [
+        f"eu-west-1:{copy_id}:x86_64",
+        f"us-west-2:{BUILT}:x86_64",
+    ]
