@@ -203,6 +203,7 @@ def _set(path: str, value: Any) -> Callable[[Spec], None]:
 
 
 _DELETE = object()
+CHECK_IMAGE = "registry.example.com/platform/ami-smoke:1.4"
 
 
 def _both(*changes: Callable[[Spec], None]) -> Callable[[Spec], None]:
@@ -255,6 +256,13 @@ INVALID: dict[str, Callable[[Spec], None]] = {
     "schedule with six fields": _set("schedule", "0 0 2 * * 1"),
     "timeZone with a space": _set("timeZone", "Europe/New York"),
     "suspend not a boolean": _set("suspend", "true"),
+    "validation image empty": _set("validation", {"image": ""}),
+    "validation timeout without unit": _set("validation", {"image": CHECK_IMAGE, "timeout": "30"}),
+    "validation env name with a space": _set(
+        "validation", {"image": CHECK_IMAGE, "env": [{"name": "SUBNET ID", "value": "x"}]}
+    ),
+    "bootCheck subnet not a subnet id": _set("validation", {"bootCheck": {"subnetID": "subnet-12"}}),
+    "bootCheck without a subnet": _set("validation", {"bootCheck": {"instanceType": "t3.small"}}),
 }
 
 
@@ -277,6 +285,19 @@ HOOK_ONLY: dict[str, Callable[[Spec], None]] = {
     "schedule minute out of range": _set("schedule", "61 2 * * *"),
     "schedule with an unknown weekday": _set("schedule", "0 2 * * FUN"),
     "unknown time zone": _set("timeZone", "Mars/Olympus_Mons"),
+    "validation timeout under 2m": _set("validation", {"image": CHECK_IMAGE, "timeout": "1m"}),
+    "validation env redefining AMI_ID": _set(
+        "validation", {"image": CHECK_IMAGE, "env": [{"name": "AMI_ID", "value": "ami-0123456789abcdef0"}]}
+    ),
+    "validation env with neither value nor valueFrom": _set(
+        "validation", {"image": CHECK_IMAGE, "env": [{"name": "SUBNET_ID"}]}
+    ),
+    "bootCheck with a command": _set(
+        "validation", {"bootCheck": {"subnetID": "subnet-0123456789abcdef0"}, "command": ["/smoke"]}
+    ),
+    "bootCheck ssmCommands without instanceProfile": _set(
+        "validation", {"bootCheck": {"subnetID": "subnet-0123456789abcdef0", "ssmCommands": ["true"]}}
+    ),
 }
 
 

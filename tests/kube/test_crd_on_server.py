@@ -252,6 +252,9 @@ BASE_IMAGE = {
     "ssmParameter": "/aws/service/eks/optimized-ami/1.30/amazon-linux-2023/x86_64/standard/recommended/image_id"
 }
 
+CHECK_IMAGE = "registry.example.com/platform/ami-smoke:1.4"
+BOOT_CHECK = {"subnetID": "subnet-0123456789abcdef0"}
+
 # Keyed by the rule's text: a new or changed rule in the CRD fails test_every_cel_rule_has_cases until its
 # cases are written here.
 CEL_CASES: dict[str, CelCases] = {
@@ -261,6 +264,17 @@ CEL_CASES: dict[str, CelCases] = {
             "amiFilters only": {},
             "baseImage only": {"amiFilters": None, "baseImage": BASE_IMAGE},
             "baseImage and empty amiFilters": {"amiFilters": [], "baseImage": BASE_IMAGE},
+        },
+    ),
+    "has(self.image) != has(self.bootCheck)": CelCases(
+        refused={
+            "image and bootCheck": {"validation": {"image": CHECK_IMAGE, "bootCheck": BOOT_CHECK}},
+            "neither image nor bootCheck": {"validation": {"timeout": "45m"}},
+            "an empty validation": {"validation": {}},
+        },
+        accepted={
+            "image only": {"validation": {"image": CHECK_IMAGE, "args": ["--suite", "eks"]}},
+            "bootCheck only": {"validation": {"bootCheck": BOOT_CHECK, "timeout": "45m"}},
         },
     ),
 }
