@@ -169,8 +169,7 @@ def example() -> str:
 @contextlib.contextmanager
 def created(kube: ControlPlane, namespace: str, body: JsonObject, hook: HookServer) -> Iterator[Builder]:
     """The PackerBuilder `body` and the Secrets the examples name, created in the namespace. Afterwards it is
-    deleted and Metacontroller's finalizer taken off, so no test leaves a builder waiting for a hook that is
-    gone."""
+    deleted and gone (`let_go`), so no test leaves a builder waiting for a hook that is gone."""
     for secret in ("secret-git-sync.yaml", "secret-aws-creds.yaml", "secret-slack-token.yaml"):
         kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / secret))
     kube.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
@@ -178,12 +177,30 @@ def created(kube: ControlPlane, namespace: str, body: JsonObject, hook: HookServ
     try:
         yield made
     finally:
-        try:
-            kube.api.delete(made.path)
-            kube.api.patch(made.path, {"metadata": {"finalizers": None}})
-        except KubeApiError as error:
-            if error.code != 404:
-                raise
+        let_go(made)
+
+
+def let_go(made: Builder) -> None:
+    """Deletes the builder, then its Jobs, and returns once Metacontroller has let it go: from its deletion on
+    the hook only finalizes (it asks for no Job), and without its Jobs nothing holds the finalize hook back, a
+    build the test left running included.
+
+    Taking Metacontroller's finalizer off here instead would race its finalize: when the builder vanishes
+    between the hook's `finalized: true` and Metacontroller's removal of the finalizer, v4.17.2 dereferences
+    the missing parent and exits (SIGSEGV in makeSelector), and every later test of the session finds no
+    Metacontroller.
+    """
+    try:
+        uid = made.get()["metadata"]["uid"]
+        made.kube.api.delete(made.path)
+    except KubeApiError as error:
+        if error.code == 404:
+            return
+        raise
+    made.kube.api.delete(
+        made.jobs_path, propagation_policy="Background", params={"labelSelector": f"controller-uid={uid}"}
+    )
+    made.gone()
 
 
 @pytest.fixture
