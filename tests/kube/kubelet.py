@@ -1,5 +1,5 @@
-"""What the test does in place of a kubelet (there is none): end a build Pod's containers, as the kubelet would
-report them, and wait for the Job controller to finish the Job from that Pod."""
+"""What the test does in place of a kubelet (there is none): end a build or validation Pod's containers, as the
+kubelet would report them, and wait for the Job controller to finish the Job from that Pod."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -12,9 +12,11 @@ from tests.kube.objects import condition
 JOB_FINISHED_SECONDS = 120.0
 
 
-def finish_as_kubelet(kube: ControlPlane, pod: JsonObject, exit_code: int, message: str) -> None:
-    """What the kubelet writes when the Pod's containers have run: each one terminated, the Packer
-    container with `exit_code` and its termination message."""
+def finish_as_kubelet(
+    kube: ControlPlane, pod: JsonObject, exit_code: int, message: str, container: str = PACKER_CONTAINER
+) -> None:
+    """What the kubelet writes when the Pod's containers have run: each one terminated, with `exit_code`, and
+    `container` (a build's Packer container, a validation's `validate`) with the termination message."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     spec = pod["spec"]
 
@@ -35,8 +37,7 @@ def finish_as_kubelet(kube: ControlPlane, pod: JsonObject, exit_code: int, messa
         "startTime": now,
         "initContainerStatuses": [terminated(c, 0) for c in spec.get("initContainers") or []],
         "containerStatuses": [
-            terminated(c, exit_code, message if c["name"] == PACKER_CONTAINER else "")
-            for c in spec["containers"]
+            terminated(c, exit_code, message if c["name"] == container else "") for c in spec["containers"]
         ],
     }
     path = f"/api/v1/namespaces/{pod['metadata']['namespace']}/pods/{pod['metadata']['name']}/status"
