@@ -65,6 +65,15 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Job", "type": "string", "jsonPath": ".status.jobName", "priority": 1},
     {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule", "priority": 1},
     {"name": "Commit", "type": "string", "jsonPath": ".status.lastRunCommit", "priority": 1},
+    {
+        "name": "Last Channel AMI",
+        "type": "string",
+        # The API server prints an empty cell when there is no channel or the last holds nothing yet (kubectl's
+        # own `-o custom-columns` fails on an empty list instead: tests/kube/test_crd_on_server.py).
+        "jsonPath": ".status.channels[-1:].imageID",
+        "description": "The AMI the last release channel (spec.publish.channels) holds in spec.region.",
+        "priority": 1,
+    },
 ]
 
 OBSERVED_GENERATION: dict[str, Any] = {

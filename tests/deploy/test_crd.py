@@ -92,6 +92,10 @@ def test_printer_columns() -> None:
     assert columns["Age"] == ".metadata.creationTimestamp"
     assert columns["Suspended"] == ".spec.suspend"
     assert columns["Next Build"] == ".status.nextBuildTime"
+    # -o wide only: the AMI the last release channel (e.g. production's) holds.
+    assert columns["Last Channel AMI"] == ".status.channels[-1:].imageID"
+    wide_only = {c["name"] for c in version["additionalPrinterColumns"] if c.get("priority")}
+    assert "Last Channel AMI" in wide_only
     status_fields = crd_schema()["properties"]["status"]["properties"]
     for path in columns.values():
         if path.startswith(".status."):

@@ -329,16 +329,40 @@ def test_freshness_doc_names_real_conditions() -> None:
 # -- item 9: the `kubectl get pb -w` sample is one the hook really produces -----------------------------------------
 
 
-def _watch_sample() -> tuple[list[str], list[dict[str, str]]]:
-    """The header and rows of the sample after `get pb -w`, cut where kubectl aligns the header's columns."""
-    match = re.search(r"get pb -w\n```\n\n```\n(.*?)```", DOCS.read_text(), re.DOTALL)
-    assert match is not None, "no sample output after `kubectl ... get pb -w`"
+def _table_sample(text: str, before: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of the sample output in the code block right after `before` (a regex), cut where
+    kubectl aligns the header's columns."""
+    match = re.search(before + r"\n\n```\n(.*?)```", text, re.DOTALL)
+    assert match is not None, f"no sample output after {before!r}"
     header, *rows = match.group(1).rstrip("\n").splitlines()
-    names = re.split(r" {2,}", header.strip())
-    starts = [header.index(name) for name in names]
+    # Names are one space apart inside, more between; found in place (`JOB` is also in `JOB STATUS`).
+    found = list(re.finditer(r"\S+(?: \S+)*", header))
+    names = [match.group() for match in found]
+    starts = [match.start() for match in found]
     ends = [*starts[1:], None]
     cells = [{name: row[a:b].strip() for name, a, b in zip(names, starts, ends, strict=True)} for row in rows]
     return names, cells
+
+
+def _watch_sample() -> tuple[list[str], list[dict[str, str]]]:
+    return _table_sample(DOCS.read_text(), r"get pb -w\n```")
+
+
+def test_freshness_samples_have_the_crd_printer_columns() -> None:
+    """docs/freshness.md's `kubectl get pb` sample and its `-o wide` one, the last release channel's AMI
+    included (empty: its builder has no channels)."""
+    (version,) = load_yaml(CRD_FILE)["spec"]["versions"]
+    every = [c["name"].upper() for c in version["additionalPrinterColumns"]]
+    narrow = [c["name"].upper() for c in version["additionalPrinterColumns"] if not c.get("priority")]
+    text = FRESHNESS.read_text()
+    names, rows = _table_sample(text, r"to its rebuild in Monday's window:")
+    assert names == ["NAME", *narrow]
+    assert len(rows) == 6
+    names, rows = _table_sample(text, r"`-o wide` adds [^`]*?\):")
+    assert names == ["NAME", *every]
+    ((row),) = rows
+    assert row["REGION"] == "us-west-2"
+    assert row["LAST CHANNEL AMI"] == ""
 
 
 def test_watch_sample_has_the_crd_printer_columns() -> None:

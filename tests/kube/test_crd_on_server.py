@@ -19,6 +19,9 @@ import httpx
 import pytest
 import yaml
 
+from app.main import status_json
+from app.model.release import ChannelStatus
+from app.model.spec import PackerBuilderStatus
 from scripts import gen_examples
 from tests.deploy.manifests import CRD_FILE, EXAMPLES, apply_defaults, crd_schema, load_yaml, walk_schema
 from tests.deploy.test_crd import HOOK_ONLY, INVALID
@@ -440,21 +443,24 @@ def test_unknown_status_fields_are_pruned(kube: ControlPlane, crd: JsonObject, n
 # --- 6. printer columns: `kubectl get pb` and `-o wide` -----------------------------------------------------
 
 
-_STEP = re.compile(r'\.([A-Za-z]+)(?:\[\?\(@\.([A-Za-z]+)=="([^"]*)"\)\])?')
+_STEP = re.compile(r'\.([A-Za-z]+)(?:\[\?\(@\.([A-Za-z]+)=="([^"]*)"\)\]|(\[-1:\]))?')
 
 
 def _json_path(obj: JsonObject, path: str) -> Any:
     """The value at a printer column's jsonPath: `.a.b.c` steps, each optionally filtering a list by one field
-    (`.conditions[?(@.type=="Ready")]`, the one match); the CRD has no other kind."""
+    (`.conditions[?(@.type=="Ready")]`, the one match) or taking its last item (`.channels[-1:]`); the CRD has
+    no other kind."""
     assert re.fullmatch(f"(?:{_STEP.pattern})+", path), f"{path}: teach _json_path this JSONPath"
     value: Any = obj
     for step in _STEP.finditer(path):
-        name, key, wanted = step.groups()
+        name, key, wanted, last = step.groups()
         value = value.get(name) if isinstance(value, dict) else None
         if key is not None:
             matches = [item for item in value or [] if isinstance(item, dict) and item.get(key) == wanted]
             assert len(matches) <= 1, f"{path}: several matches, kubectl would print them all"
             value = matches[0] if matches else None
+        if last is not None:
+            value = value[-1] if value else None
     return value
 
 
@@ -478,10 +484,13 @@ def test_kubectl_get_shows_the_declared_columns_with_the_status_values(
 ) -> None:
     stage = _stage("sync-succeeded")
     body = as_created(stage.request["parent"])
-    body["spec"]["schedule"] = "0 2 * * 1-5"  # so that every column has something to show
+    # So that every column has something to show: a build window, and release channels that hold AMIs.
+    body["spec"]["schedule"] = "0 2 * * 1-5"
+    body["spec"]["publish"] = {"ssmParameter": "/platform/ami/web", "channels": [CANARY, STABLE]}
     name = body["metadata"]["name"]
     created = kube.api.post(builders(namespace), body)
-    stored = kube.api.put(builder(namespace, name, "status"), {**created, "status": stage.answer["status"]})
+    status = {**stage.answer["status"], "channels": _channels(("canary", NEWER), ("stable", OLDER))}
+    stored = kube.api.put(builder(namespace, name, "status"), {**created, "status": status})
 
     done = kube.kubectl("get", "pb", "-n", namespace, *(["-o", "wide"] if wide else []))
 
@@ -502,6 +511,66 @@ def test_kubectl_get_shows_the_declared_columns_with_the_status_values(
             assert cell == str(value), column["name"]
     if not wide:
         assert (row["STATE"], row["READY"], row["JOB STATUS"]) == ("AMICreated", "True", "completed")
+    else:
+        assert row["LAST CHANNEL AMI"] == OLDER
+
+
+CANARY = {"name": "canary", "ssmParameter": "/platform/ami/web/canary"}
+STABLE = {"name": "stable", "ssmParameter": "/platform/ami/web/stable", "after": "72h"}
+NEWER, OLDER = "ami-0b1a2b3c4d5e6f708", "ami-0a9b8c7d6e5f40312"
+
+
+def _channels(*held: tuple[str, str]) -> list[JsonObject]:
+    """status.channels as the hook writes it: each channel, holding (name, AMI) or, with "", nothing yet."""
+    statuses = [
+        ChannelStatus(name=name, imageID=image_id, enteredAt="2026-12-01T02:00:00Z" if image_id else "")
+        for name, image_id in held
+    ]
+    channels: list[JsonObject] = status_json(PackerBuilderStatus(channels=statuses))["channels"]
+    return channels
+
+
+@pytest.mark.parametrize(
+    ("channels", "shown"),
+    [
+        (None, ""),
+        ([("canary", NEWER)], NEWER),
+        ([("canary", NEWER), ("stable", OLDER)], OLDER),
+        # stable has not taken an AMI yet: the column shows nothing, not canary's AMI.
+        ([("canary", NEWER), ("stable", "")], ""),
+        ([("canary", NEWER), ("stable", OLDER), ("fleet", "ami-0c0ffee0c0ffee001")], "ami-0c0ffee0c0ffee001"),
+    ],
+    ids=["no channels", "one", "two", "last holds nothing yet", "three"],
+)
+def test_the_wide_column_shows_the_last_channels_ami(
+    kube: ControlPlane,
+    crd: JsonObject,
+    namespace: str,
+    channels: list[tuple[str, str]] | None,
+    shown: str,
+) -> None:
+    """`.status.channels[-1:].imageID` evaluated by the API server (it prints the table) among builders with
+    other channel counts: each row shows its own last channel's AMI, an empty cell where there is none."""
+    stage = _stage("sync-succeeded")
+    others = [[("canary", OLDER)], [("canary", OLDER), ("stable", NEWER), ("fleet", NEWER)], None]
+    rows = {}
+    for number, held in enumerate([channels, *others]):
+        body = as_created(stage.request["parent"])
+        name = f"{body['metadata']['name']}-{number}"
+        body["metadata"]["name"] = name
+        created = kube.api.post(builders(namespace), body)
+        status = dict(stage.answer["status"])
+        if held is not None:
+            status["channels"] = _channels(*held)
+        kube.api.put(builder(namespace, name, "status"), {**created, "status": status})
+        rows[name] = held
+
+    _, table = _table(kube.kubectl("get", "pb", "-n", namespace, "-o", "wide").stdout)
+
+    cells = {row["NAME"]: row["LAST CHANNEL AMI"] for row in table}
+    first = next(iter(rows))
+    assert cells[first] == shown
+    assert [cells[name] for name in list(rows)[1:]] == [OLDER, NEWER, ""]
 
 
 # --- 7. the status subresource stores what the hook writes, and keeps spec and status apart --------------
