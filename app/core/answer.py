@@ -74,7 +74,7 @@ def answer(
         resync,
         s.plan.effects,
         ami_created_at=s.newest_active.created_at if s.newest_active else None,
-        news=News(record.failure, expired),
+        news=News(record.failure, expired, s.plan.newly_revoked),
     )
 
 

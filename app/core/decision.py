@@ -34,6 +34,8 @@ class News:
     """Why the build this answer records as failed failed."""
     expired_image_id: str = ""
     """The AMI whose expiry makes Ready False (reason AMIExpired)."""
+    revoked: tuple[str, ...] = ()
+    """The AMIs in spec.region this answer revokes (tags `revoked`), sorted: the sync after sees them revoked."""
 
 
 @dataclass(frozen=True)

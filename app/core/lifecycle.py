@@ -55,6 +55,8 @@ class Plan:
     """What each release channel holds after this answer's promotions (app.core.release)."""
     revoked: frozenset[tuple[str, str]] = frozenset()
     """(region, AMI id) of the builder's revoked AMIs."""
+    newly_revoked: tuple[str, ...] = ()
+    """The AMIs in spec.region this answer revokes (tags revoked)."""
 
     def images(self) -> list[ImageRef]:
         return [ImageRef(region=r, architecture=i.architecture, imageID=i.image_id) for r, i in self.current]
@@ -121,6 +123,7 @@ def plan(
         staged.waiting,
         channels,
         revocation.revoked,
+        revocation.newly,
     )
 
 

@@ -80,6 +80,8 @@ class Revocation:
     """Set their EC2 deprecation time to now and disable them: after the parameters have moved off them."""
     revoked: frozenset[tuple[str, str]]
     """(region, AMI id) of every revoked AMI of the builder."""
+    newly: tuple[str, ...] = ()
+    """The AMIs in `home` this sync revokes (tags revoked), sorted: what the notifier announces."""
 
 
 def revoke(views: Mapping[str, Sequence[Image]], release: Release, home: str, now: datetime) -> Revocation:
@@ -95,6 +97,7 @@ def revoke(views: Mapping[str, Sequence[Image]], release: Release, home: str, no
     tagging: list[Effect] = []
     stopping: list[Effect] = []
     out: dict[str, list[Image]] = {}
+    newly: tuple[str, ...] = ()
     deprecate_at = (now + timedelta(seconds=59)).replace(second=0, microsecond=0) + timedelta(minutes=1)
     for region, view in sorted(views.items()):
         new: list[str] = []
@@ -120,7 +123,9 @@ def revoke(views: Mapping[str, Sequence[Image]], release: Release, home: str, no
             out[region].append(replace(image, tags={**image.tags, STATUS: REVOKED}))
         if new:
             tagging.append(TagImages(region, tuple(sorted(new)), ((STATUS, REVOKED),)))
-    return Revocation(out, tuple(tagging), tuple(stopping), frozenset(revoked))
+        if region == home:
+            newly = tuple(sorted(new))
+    return Revocation(out, tuple(tagging), tuple(stopping), frozenset(revoked), newly)
 
 
 # -- channels ---------------------------------------------------------------------------------------------------

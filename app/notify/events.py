@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from app.core.conditions import INVALID_SPEC, MAX_FAILED_JOBS, READY
-from app.core.decision import News
+from app.core.conditions import INVALID_SPEC, MAX_FAILED_JOBS, READY, REVOKED
+from app.core.decision import News, recorded_time
 from app.core.observed import ObservedJob, Phase
 from app.core.states import State
+from app.model.release import ChannelStatus
 from app.model.spec import Condition, JobStatus, ObjectMeta, PackerBuilderSpec, PackerBuilderStatus
 from app.model.validation import Result, ValidationStatus
 
@@ -31,7 +32,20 @@ class Kind(StrEnum):
     exhausted = "RetriesExhausted"
     adopted = "AMIAdopted"
     expired = "AMIExpired"
+    promoted = "AMIPromoted"
+    revoked = "AMIRevoked"
     invalid = "InvalidSpec"
+
+
+class Entry(StrEnum):
+    """How an AMI entered a release channel (docs/release.md)."""
+
+    promoted = "promoted"
+    """It soaked long enough in the stage before (or, for the first channel, was active long enough)."""
+    pinned = "pinned"
+    """spec.release.pin names it."""
+    fell_back = "fell back"
+    """The AMI the channel held left it (revoked, or gone): the channel holds the one it held before again."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,12 @@ class Event:
     max_attempts: int = 0
     duration: str = ""
     detail: str = ""
+    channel: str = ""
+    entry: Entry | None = None
+    previous: str = ""
+    """The AMI the channel held before, "" if none."""
+    images: tuple[str, ...] = ()
+    """Every AMI the event is about, when there can be several (a revocation)."""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -219,6 +239,35 @@ def events(
             )
         )
 
+    if news.revoked:
+        # Learnt from the decision, which tags them revoked in this sync (the next sees them revoked already):
+        # the Revoked condition's message lists only a few ids, and changes as retention removes revoked AMIs.
+        only = news.revoked[0] if len(news.revoked) == 1 else ""
+        found.append(
+            event(
+                Kind.revoked,
+                " ".join(news.revoked),
+                image_id=only,
+                images=news.revoked,
+                detail=_message(new.conditions, REVOKED),
+            )
+        )
+    for was, now in _entered(old, new):
+        # The occurrence is the entry: the channel, the AMI and when it entered, which the AMI's channel tag
+        # records, so a replay has the same key and a later entry of the same AMI (a rollback by pin after it
+        # was promoted) another.
+        found.append(
+            event(
+                Kind.promoted,
+                f"{now.name} {now.imageID} {now.enteredAt}",
+                channel=now.name,
+                image_id=now.imageID,
+                entry=_entry(was, now),
+                previous=was.imageID,
+                detail=now.enteredAt,
+            )
+        )
+
     expired = _ready(new.conditions)
     if expired is not None and expired.reason == EXPIRED_REASON:
         before = _ready(old.conditions)
@@ -239,6 +288,24 @@ def events(
             )
         )
     return found
+
+
+def _entered(old: PackerBuilderStatus, new: PackerBuilderStatus) -> list[tuple[ChannelStatus, ChannelStatus]]:
+    """Each channel a new AMI entered from `old` to `new`: what it held before (by name), and what it holds."""
+    before = {c.name: c for c in old.channels}
+    pairs = [(before.get(now.name, ChannelStatus(name=now.name)), now) for now in new.channels]
+    return [(was, now) for was, now in pairs if now.imageID and now.imageID != was.imageID]
+
+
+def _entry(was: ChannelStatus, now: ChannelStatus) -> Entry:
+    """A promotion or a pin enters the AMI now; a channel whose AMI left holds the one it held before again,
+    which entered it earlier than the one that left."""
+    if now.pinned:
+        return Entry.pinned
+    entered, left = recorded_time(now.enteredAt), recorded_time(was.enteredAt)
+    if was.imageID and entered is not None and left is not None and entered < left:
+        return Entry.fell_back
+    return Entry.promoted
 
 
 def verdict(old: PackerBuilderStatus, new: PackerBuilderStatus) -> ValidationStatus | None:

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from enum import StrEnum
 
-from app.notify.events import Event, Kind
+from app.notify.events import Entry, Event, Kind
 
 
 class Tone(StrEnum):
@@ -33,6 +33,26 @@ class Message:
 
 def console_url(region: str, image_id: str) -> str:
     return f"https://{region}.console.aws.amazon.com/ec2/home?region={region}#ImageDetails:imageId={image_id}"
+
+
+# A revocation names this many AMIs, then counts the rest (revokeBase can revoke a builder's whole history).
+_LISTED = 10
+
+
+def _entry(event: Event, who: str) -> tuple[str, Tone, str]:
+    """The headline, tone and reason of an AMI entering a release channel."""
+    channel, image_id = event.channel, event.image_id
+    match event.entry:
+        case Entry.pinned:
+            why = f"spec.release.pin.{channel} names it; the channel stays on it until the pin is removed"
+            return f"{channel} pinned to AMI {image_id} for {who}", Tone.info, why
+        case Entry.fell_back:
+            why = (
+                f"{event.previous} left the channel (revoked, or gone); the channel held {image_id} before it"
+            )
+            return f"{channel} fell back to AMI {image_id} for {who}", Tone.info, why
+        case _:
+            return f"AMI {image_id} promoted to {channel} for {who}", Tone.good, ""
 
 
 def _attempt(event: Event) -> str:
@@ -87,6 +107,24 @@ def render(event: Event) -> Message:
         case Kind.expired:
             headline, tone = f"AMI {event.image_id} expired for {who}; a rebuild is due", Tone.info
             facts += [("Expired", event.detail)]
+        case Kind.promoted:
+            headline, tone, why = _entry(event, who)
+            facts += [
+                ("Channel", event.channel),
+                ("AMI", event.image_id),
+                ("Replaces", event.previous or "nothing: the channel's first AMI"),
+                ("Entered", event.detail),
+                ("Why", why),
+            ]
+        case Kind.revoked:
+            revoked = event.images or (event.image_id,)
+            many = len(revoked)
+            headline = (
+                f"AMI {revoked[0]} revoked for {who}" if many == 1 else f"{many} AMIs revoked for {who}"
+            )
+            tone = Tone.bad
+            more = f" and {many - _LISTED} more" if many > _LISTED else ""
+            facts += [("Revoked", ", ".join(revoked[:_LISTED]) + more), ("Status", event.detail)]
         case Kind.invalid:
             headline, tone = f"Invalid PackerBuilder spec in {who}", Tone.bad
             facts += [("Problem", event.detail)]

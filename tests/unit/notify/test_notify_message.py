@@ -4,7 +4,7 @@ from dataclasses import replace
 
 from app.notify.aws import sns_subject
 from app.notify.discord import payload
-from app.notify.events import Event, Kind
+from app.notify.events import Entry, Event, Kind
 from app.notify.message import Tone, console_url, render
 from app.notify.slack import blocks
 from tests.events import build_succeeded
@@ -83,6 +83,63 @@ def test_a_rejection_names_the_ami_the_validation_job_and_the_failed_check() -> 
     assert facts["Validation job"] == "packer-builder-1a2b3c4d-validate"
     assert facts["Reason"].endswith("ssm command 2 (systemctl is-active kubelet) exited 3: inactive")
     assert message.link == ("ami-0built in the EC2 console", console_url("eu-west-1", "ami-0built"))
+
+
+def promoted(entry: Entry, image_id: str = "ami-0new", previous: str = "ami-0old") -> Event:
+    return Event(
+        Kind.promoted,
+        "web",
+        "ami-builds",
+        "uid-1",
+        f"stable {image_id} 2026-12-10T02:00:00Z",
+        region="eu-west-1",
+        image_id=image_id,
+        channel="stable",
+        entry=entry,
+        previous=previous,
+        detail="2026-12-10T02:00:00Z",
+    )
+
+
+def test_a_promotion_says_which_ami_entered_which_channel_and_what_it_replaces() -> None:
+    message = render(promoted(Entry.promoted))
+    assert message.headline == "AMI ami-0new promoted to stable for ami-builds/web"
+    assert message.tone is Tone.good
+    facts = dict(message.facts)
+    assert (facts["Channel"], facts["AMI"], facts["Replaces"]) == ("stable", "ami-0new", "ami-0old")
+    assert facts["Entered"] == "2026-12-10T02:00:00Z"
+    assert "Why" not in facts
+    assert message.link == ("ami-0new in the EC2 console", console_url("eu-west-1", "ami-0new"))
+    first = dict(render(promoted(Entry.promoted, previous="")).facts)
+    assert first["Replaces"] == "nothing: the channel's first AMI"
+
+
+def test_a_pin_and_a_fallback_say_so_and_why() -> None:
+    pinned = render(promoted(Entry.pinned, "ami-0old", "ami-0new"))
+    assert pinned.headline == "stable pinned to AMI ami-0old for ami-builds/web"
+    assert dict(pinned.facts)["Why"].startswith("spec.release.pin.stable names it")
+    fell = render(promoted(Entry.fell_back, "ami-0old", "ami-0bad"))
+    assert fell.headline == "stable fell back to AMI ami-0old for ami-builds/web"
+    assert dict(fell.facts)["Why"] == (
+        "ami-0bad left the channel (revoked, or gone); the channel held ami-0old before it"
+    )
+
+
+def test_a_revocation_names_the_revoked_amis_and_what_became_of_the_parameters() -> None:
+    said = "Revoked: ami-0bad. Nothing left to fall back to for /platform/ami/web/stable: deleted ..."
+    one = render(
+        Event(
+            Kind.revoked, "web", "ns", "u", "ami-0bad", image_id="ami-0bad", images=("ami-0bad",), detail=said
+        )
+    )
+    assert one.headline == "AMI ami-0bad revoked for ns/web"
+    assert one.tone is Tone.bad
+    assert dict(one.facts)["Status"] == said
+    ids = tuple(f"ami-{n:017x}" for n in range(12))
+    many = render(Event(Kind.revoked, "web", "ns", "u", " ".join(ids), images=ids))
+    assert many.headline == "12 AMIs revoked for ns/web"
+    assert dict(many.facts)["Revoked"] == ", ".join(ids[:10]) + " and 2 more"
+    assert many.link is None
 
 
 def test_every_kind_renders() -> None:
