@@ -174,9 +174,13 @@ def _observe(
         metrics.finalize_duration.observe(elapsed)
     metrics.builder(world.meta.namespace, world.meta.name, decision, now)
     if hook == "sync":
-        validates = isinstance(world.spec, PackerBuilderSpec) and world.spec.validation is not None
+        spec = world.spec if isinstance(world.spec, PackerBuilderSpec) else None
+        validates = spec is not None and spec.validation is not None
         ended = verdict(world.status, decision.status)
-        metrics.transitions(world.meta.namespace, world.meta.name, events, validates, ended)
+        channels = None  # an invalid spec names none: the series stay as they were
+        if spec is not None:
+            channels = [c.name for c in spec.publish.channels] if spec.publish is not None else []
+        metrics.transitions(world.meta.namespace, world.meta.name, events, validates, ended, channels)
     _log_answer(hook, world, decision, calls, elapsed)
 
 

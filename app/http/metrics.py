@@ -118,6 +118,15 @@ class Metrics:
             [*builder, "result"],
             registry=r,
         )
+        self.promotions = Counter(
+            "packer_builder_promotions_total",
+            "AMIs that entered a builder's release channel: promoted, pinned, or fallen back to after a revocation.",
+            [*builder, "channel"],
+            registry=r,
+        )
+        # Each builder's channels with a promotions series, so that a channel dropped from the spec, or a
+        # deleted builder, loses its series (the label values are not in the spec any more by then).
+        self._channels: dict[tuple[str, str], frozenset[str]] = {}
         self.ami_age = Gauge(
             "packer_builder_ami_age_seconds",
             "Age of the builder's current AMI, from its create-timestamp tag.",
@@ -148,6 +157,7 @@ class Metrics:
             for result in VALIDATION_RESULTS.values():
                 with suppress(KeyError):
                     self.validations.remove(namespace, name, result)
+            self._keep_channels(namespace, name, ())
             return
         if decision.finalized is not None:
             return  # a finalize still waiting: the builder's last sync values stand
@@ -169,22 +179,40 @@ class Metrics:
         events: Sequence[Event],
         validates: bool,
         verdict: ValidationStatus | None,
+        channels: Sequence[str] | None = None,
     ) -> None:
-        """Count what a sync's transitions (old status to new) ended: builds, and a validation's verdict.
+        """Count what a sync's transitions (old status to new) ended: builds, a validation's verdict, the AMIs
+        that entered a release channel (`channels`: the spec's; None leaves the series as they are: an invalid spec).
 
         Like the notifications, a transition counts when the status Metacontroller sent does not show it yet; a
         request retried or replayed with a stale status counts it again (the notifier's repeat cache is for
-        messages only). A builder that validates has both of its validation series, at 0, from its first sync:
-        a counter first scraped at 1 is no increase to Prometheus, and the alert would miss the first failure.
+        messages only). A builder that validates has both of its validation series, at 0, from its first sync,
+        and each channel its promotions series: a counter first scraped at 1 is no increase to Prometheus, and
+        the alert would miss the first failure, the dashboard the first promotion.
         """
+        if channels is not None:
+            self._keep_channels(namespace, name, channels)
         for event in events:
             if event.kind in BUILD_RESULTS:
                 self.builds.labels(BUILD_RESULTS[event.kind]).inc()
+            elif event.kind is Kind.promoted:
+                self.promotions.labels(namespace, name, event.channel).inc()
         if validates or verdict is not None:
             for result in VALIDATION_RESULTS.values():
                 self.validations.labels(namespace, name, result)
         if verdict is not None and verdict.result in VALIDATION_RESULTS:
             self.validations.labels(namespace, name, VALIDATION_RESULTS[verdict.result]).inc()
+
+    def _keep_channels(self, namespace: str, name: str, channels: Sequence[str]) -> None:
+        """The builder's promotions series: one per channel of its spec, at 0 until its first promotion."""
+        wanted = frozenset(channels)
+        for gone in self._channels.pop((namespace, name), frozenset()) - wanted:
+            with suppress(KeyError):
+                self.promotions.remove(namespace, name, gone)
+        for channel in wanted:
+            self.promotions.labels(namespace, name, channel)
+        if wanted:
+            self._channels[(namespace, name)] = wanted
 
     # -- AWS calls (botocore events on each client's session) ------------------------------------------------------
 

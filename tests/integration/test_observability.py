@@ -146,6 +146,30 @@ def test_a_validated_build_counts_once_when_its_validation_ends(
     assert value(found, "packer_builder_builds_total", result="failed" if passes else "succeeded") is None
 
 
+def test_a_promotion_counts_once_in_the_sync_the_ami_becomes_active(hook: str, ec2_env: str) -> None:
+    """Over HTTP against moto: a builder with one channel (`after: 0s`) has its series at 0 from its first
+    sync; the sync that records the build puts the AMI in the channel and counts it; the next counts nothing."""
+    channel = {"name": "canary", "ssmParameter": "/platform/ami/web/canary"}
+    released = {**SEED_SPEC, "publish": {"ssmParameter": "/platform/ami/web", "channels": [channel]}}
+    _, first = post(f"{hook}/sync", request(parent(released)))
+    (job,) = first["children"]
+    labels = {"namespace": NAMESPACE, "name": NAME, "channel": "canary"}
+    assert value(samples(hook), "packer_builder_promotions_total", **labels) == 0
+
+    built = register_built_ami(ec2_client(ec2_env), "opsy-built")
+    now = datetime.now(UTC)
+    done = succeeded(job, now - timedelta(minutes=20), now - timedelta(minutes=2))
+    pods = [build_pod(done, f"{REGION}:{built}")]
+    _, answer = post(f"{hook}/sync", request(parent(released, status=first["status"]), [done], pods))
+    assert answer["status"]["state"] == "AMICreated"
+    assert [(c["name"], c["imageID"]) for c in answer["status"]["channels"]] == [("canary", built)]
+    assert value(samples(hook), "packer_builder_promotions_total", **labels) == 1
+
+    post(f"{hook}/sync", request(parent(released, status=answer["status"]), [done], pods))
+    assert value(samples(hook), "packer_builder_promotions_total", **labels) == 1
+    assert value(samples(hook), "packer_builder_builds_total", result="succeeded") == 1
+
+
 def test_metric_labels_carry_no_url_or_secret(hook: str) -> None:
     post(f"{hook}/sync", request(parent()))
     _, body = get(f"{hook}/metrics")

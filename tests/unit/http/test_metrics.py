@@ -101,3 +101,49 @@ def test_a_deleted_builder_loses_its_validation_series() -> None:
     assert counts(metrics)[("validations_total", NS, NAME, "failed")] == 1
     metrics.builder(NS, NAME, Decision((), FAILED, 300, finalized=True), T0)
     assert counts(metrics) == {("builds_total", "failed"): 1}
+
+
+# -- release channels ------------------------------------------------------------------------------------------
+
+
+def promotions(metrics: Metrics) -> dict[str, float]:
+    """Channel -> packer_builder_promotions_total of the builder."""
+    return {
+        sample.labels["channel"]: sample.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for sample in family.samples
+        if sample.name == "packer_builder_promotions_total"
+        and (sample.labels["namespace"], sample.labels["name"]) == (NS, NAME)
+    }
+
+
+def entered(*channels: str) -> list[Event]:
+    return [Event(Kind.promoted, NAME, NS, "uid-1", f"{c} ami-0b1", channel=c) for c in channels]
+
+
+def test_each_channel_has_its_promotions_series_at_zero_from_the_first_sync() -> None:
+    metrics = Metrics()
+    metrics.transitions(NS, NAME, [], False, None, ["canary", "stable"])
+    assert promotions(metrics) == {"canary": 0, "stable": 0}
+
+
+def test_an_ami_entering_a_channel_counts_once_for_that_channel() -> None:
+    metrics = Metrics()
+    channels = ["canary", "stable"]
+    metrics.transitions(NS, NAME, entered("canary"), False, None, channels)
+    metrics.transitions(NS, NAME, [], False, None, channels)  # the next sync sees it recorded
+    metrics.transitions(NS, NAME, entered("canary", "stable"), False, None, channels)
+    assert promotions(metrics) == {"canary": 2, "stable": 1}
+    # Builds and validations are not promotions, nor the other way round.
+    assert counts(metrics) == {}
+
+
+def test_a_channel_dropped_from_the_spec_or_a_deleted_builder_loses_its_series() -> None:
+    metrics = Metrics()
+    metrics.transitions(NS, NAME, entered("canary"), False, None, ["canary", "stable"])
+    metrics.transitions(NS, NAME, [], False, None, None)  # an invalid spec: no channel is known, none goes
+    assert promotions(metrics) == {"canary": 1, "stable": 0}
+    metrics.transitions(NS, NAME, [], False, None, ["canary"])
+    assert promotions(metrics) == {"canary": 1}
+    metrics.builder(NS, NAME, Decision((), PackerBuilderStatus(), 300, finalized=True), T0)
+    assert promotions(metrics) == {}
