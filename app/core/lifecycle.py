@@ -33,7 +33,7 @@ from app.core.effects import (
 from app.core.facts import RegionImages
 from app.core.outcome import Kind, Outcome, newest
 from app.core.publishing import Current, Published, architecture_parameter, in_order, publications
-from app.core.release import Channels, launchable, promote, release_conditions, revoke
+from app.core.release import Channels, launchable, left_empty, promote, release_conditions, revoke
 from app.core.removal import needed, protections, removals, revivable
 from app.model.durations import MAX_DURATION
 from app.model.spec import ImageRef, PackerBuilderSpec
@@ -95,14 +95,19 @@ def plan(
         now,
     )
     held = channels.images(views)
+    main = [*current, *_fallbacks(current, views, published, spec, revocation.revoked)]
+    unpublished = not any(region == spec.region for region, _ in main)
     kept = needed(views, current, published.values)
     kept |= {(region, image.image_id) for images in held.values() for region, image in images}
     kept |= {(spec.region, image_id) for image_id in spec.release.pin.values()}
+    # Revoked AMIs are disabled already; removed, they would take the Revoked condition that says why a
+    # parameter is deleted with them, while it still is.
+    if left_empty(channels, revocation, spec, unpublished):
+        kept |= revocation.revoked
     staged = removals(views, kept, spec.retention, owner.tags, now)
     effects: list[Effect] = [*claims, *tagging, *retiring, *revocation.tagging, *staged.enables]
     effects += _deprecations(current, spec, now, expires_in)
     effects += channels.effects
-    main = [*current, *_fallbacks(current, views, published, spec, revocation.revoked)]
     writes, refusals = _publish(main, held, views, published, spec, owner, revocation.revoked)
     # Off the parameters first, then disabled: nothing published names an AMI that cannot launch.
     effects += [*writes, *revocation.stopping]
@@ -113,7 +118,6 @@ def plan(
         for a in (outcome.artifacts if outcome is not None and outcome.kind is Kind.built else ())
         if a.kind is Kind.failed
     )
-    unpublished = not any(region == spec.region for region, _ in main)
     refusals += release_conditions(channels, revocation, spec, unpublished)
     return Plan(
         tuple(current),

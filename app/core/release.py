@@ -290,6 +290,19 @@ def _eligible(
     return [(before[build_of(i)] + after, i) for i in usable if build_of(i) in before]
 
 
+def left_empty(
+    channels: Channels, revocation: Revocation, spec: PackerBuilderSpec, unpublished: bool
+) -> list[str]:
+    """The parameters a revocation left with nothing to fall back to (deleted), while revoked AMIs of the builder
+    exist in spec.region: the revoked AMIs stay until this is empty (retention keeps them), so the Revoked
+    condition that says why those parameters are gone stays with them."""
+    if spec.publish is None or not any(region == spec.region for region, _ in revocation.revoked):
+        return []
+    empty = [spec.publish.ssmParameter] if unpublished else []
+    held = {h.channel.name for h in channels.held}
+    return empty + [c.ssmParameter for c in spec.publish.channels if c.name not in held]
+
+
 def release_conditions(
     channels: Channels, revocation: Revocation, spec: PackerBuilderSpec, unpublished: bool
 ) -> list[Wanted]:
@@ -303,12 +316,7 @@ def release_conditions(
     if not home:
         return wanted
     shown = ", ".join(home[:_SHOWN]) + (f" and {len(home) - _SHOWN} more" if len(home) > _SHOWN else "")
-    empty = []
-    if spec.publish is not None:
-        if unpublished:
-            empty.append(spec.publish.ssmParameter)
-        held = {h.channel.name for h in channels.held}
-        empty += [c.ssmParameter for c in spec.publish.channels if c.name not in held]
+    empty = left_empty(channels, revocation, spec, unpublished)
     if empty:
         message = (
             f"Revoked: {shown}. Nothing left to fall back to for {', '.join(empty)}: deleted (a launch that "

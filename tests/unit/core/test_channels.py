@@ -9,7 +9,7 @@ import pytest
 
 from app.core.effects import Deprecate, Deregister, Disable, Effect, Publish, TagImages, Unpublish
 from app.core.facts import RegionImages
-from app.core.lifecycle import plan
+from app.core.lifecycle import Plan, plan
 from app.core.publishing import Published
 from app.core.release import channel_tag, promote, revoke
 from app.model.release import Channel, Release
@@ -169,6 +169,15 @@ def _plan(
     release: Release,
     retention: dict[str, int] | None = None,
 ) -> list[Effect]:
+    return list(_whole_plan(images, values, release, retention).effects)
+
+
+def _whole_plan(
+    images: Sequence[Image],
+    values: Mapping[str, str | None],
+    release: Release,
+    retention: dict[str, int] | None = None,
+) -> Plan:
     spec = parse_spec(
         {
             "region": HOME,
@@ -187,7 +196,7 @@ def _plan(
         {(HOME, k): v for k, v in values.items()}, mine, "/platform/ami/", f"{NAMESPACE}/{NAME}"
     )
     regions = {HOME: RegionImages(tuple(images))}
-    return list(plan(None, {}, regions, published, spec, owner, T0 + 180 * HOUR, timedelta(hours=48)).effects)
+    return plan(None, {}, regions, published, spec, owner, T0 + 180 * HOUR, timedelta(hours=48))
 
 
 def test_revoking_the_only_ami_deletes_every_parameter_that_named_it() -> None:
@@ -231,6 +240,41 @@ def test_retention_keeps_what_a_channel_holds_and_removes_revoked_amis_first() -
     removed = [e.image_id for e in effects if isinstance(e, Deregister)]
     assert images[0].image_id not in removed
     assert removed[0] == gone.image_id
+
+
+def test_a_revoked_ami_stays_while_a_parameter_it_left_empty_is_deleted() -> None:
+    """Retention removes revoked AMIs first, but not while a parameter they left with nothing to fall back to is
+    still deleted: removed at the next sync, the AMI took the Revoked condition with it, and nothing said why
+    the parameters were gone (stable's for its whole soak)."""
+    bad = replace(ami(1, T0, "revoked", canary=T0, stable=T0 + 72 * HOUR), state="disabled")
+    release = Release(revoke=[bad.image_id])
+    names = ["/platform/ami/web", CANARY.ssmParameter, STABLE.ssmParameter]
+
+    def outcome(images: Sequence[Image], values: Mapping[str, str | None]) -> tuple[list[str], str, str]:
+        """The AMIs retention removes, and the Revoked condition's reason and message."""
+        whole = _whole_plan(images, values, release, {"keep": 1})
+        removed = [e.image_id for e in whole.effects if isinstance(e, Deregister | Disable)]
+        (revoked,) = [w for w in whole.refusals if w.type == "Revoked"]
+        return removed, revoked.reason, revoked.message
+
+    # The sync after the revocation: every parameter deleted, the rebuild running.
+    removed, reason, message = outcome([bad], dict.fromkeys(names))
+    assert (removed, reason) == ([], "NothingToFallBackTo")
+    assert bad.image_id in message
+    assert all(name in message for name in names)
+    # The rebuild's AMI is published and in canary; stable still has nothing while it soaks.
+    new = ami(2, T0 + 170 * HOUR, canary=T0 + 170 * HOUR)
+    removed, reason, message = outcome(
+        [bad, new], {**dict.fromkeys(names, new.image_id), STABLE.ssmParameter: None}
+    )
+    assert (removed, reason) == ([], "NothingToFallBackTo")
+    assert STABLE.ssmParameter in message
+    assert CANARY.ssmParameter not in message
+    # Once stable holds the new AMI nothing is left empty: the revoked AMI goes first.
+    soaked = ami(2, T0 + 100 * HOUR, canary=T0 + 100 * HOUR, stable=T0 + 172 * HOUR)
+    removed, reason, message = outcome([bad, soaked], dict.fromkeys(names, soaked.image_id))
+    assert (removed, reason) == ([bad.image_id], "Revoked")
+    assert message == f"Revoked: {bad.image_id}; never used again"
 
 
 def test_the_hook_looks_again_when_the_next_ami_has_soaked() -> None:
