@@ -22,6 +22,7 @@ from app.aws.ec2 import Ec2, ImageSource
 from app.aws.image_index import IndexedImages, InMemory, Refresher
 from app.aws.refreshed import NotInMemory
 from app.core.build import LABEL_OWNER_UID
+from app.core.children import prune
 from app.core.decision import Decision, World
 from app.core.effects import describe
 from app.http import logs, openapi, reconcile
@@ -56,9 +57,15 @@ def _utc_now() -> datetime:
 
 
 def status_json(status: PackerBuilderStatus) -> dict[str, Any]:
-    """The status as written: complete, with no nulls or empty strings/lists (counts stay, even 0)."""
-    dumped = status.model_dump(mode="json")
-    return {k: v for k, v in dumped.items() if v not in (None, "", [])}
+    """The status as written: complete, with no nulls or empty strings/lists/maps at any depth (rule 6; a
+    channel that holds no AMI yet is its name alone), counts and falses stay. A condition is written whole:
+    the CRD requires all five of its fields."""
+    written = {}
+    for key, value in status.model_dump(mode="json").items():
+        kept = value if key == "conditions" else prune(value)
+        if kept not in (None, "", [], {}):
+            written[key] = kept
+    return written
 
 
 def _response(decision: Decision) -> dict[str, Any]:

@@ -11,7 +11,7 @@ _GENERATED_LABELS = ("controller-uid", "job-name")
 _GENERATED_PREFIX = "batch.kubernetes.io/"
 
 
-def _prune(value: Any) -> Any:
+def prune(value: Any) -> Any:
     """Drop nulls and empty strings/lists/maps (rule 6); 0 and false are values and stay.
 
     Written out flat, without a helper per item: every sync restates its kept Jobs through it, and a call
@@ -21,7 +21,7 @@ def _prune(value: Any) -> Any:
         pruned_map = {}
         for key, item in value.items():
             if isinstance(item, dict | list):
-                if item := _prune(item):
+                if item := prune(item):
                     pruned_map[key] = item
             elif item or (item is not None and item != ""):
                 pruned_map[key] = item
@@ -30,7 +30,7 @@ def _prune(value: Any) -> Any:
         pruned_list = []
         for item in value:
             if isinstance(item, dict | list):
-                if item := _prune(item):
+                if item := prune(item):
                     pruned_list.append(item)
             elif item or (item is not None and item != ""):
                 pruned_list.append(item)
@@ -70,7 +70,7 @@ def as_desired(raw: Mapping[str, Any]) -> dict[str, Any]:
         },
         "spec": spec,
     }
-    pruned: dict[str, Any] = _prune(desired)
+    pruned: dict[str, Any] = prune(desired)
     return pruned
 
 

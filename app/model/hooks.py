@@ -167,7 +167,8 @@ class SyncResponse(BaseModel):
     """The sync answer: only the keys Metacontroller reads.
 
     Describes the wire for the OpenAPI document; the body itself is built by `app.main` with the status as
-    written (`status_json`): a status field that is null, "" or [] is left out, counts stay even at 0.
+    written (`status_json`): a value that is null, "" or [] is left out at any depth (a condition is written
+    whole), counts stay even at 0.
     """
 
     model_config = ConfigDict(extra="forbid")
