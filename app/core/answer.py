@@ -45,6 +45,7 @@ def status(s: Situation, wanted: list[Wanted], **fields: Any) -> PackerBuilderSt
             "nextBuildTime": "",
             "images": images(s),
             "channels": list(s.plan.channels.statuses),
+            "lastRebuild": s.rebuild_honoured,
             **fields,
             "conditions": cond.merge(s.previous.conditions, conditions, s.stamp),
             "observedGeneration": s.world.meta.generation,

@@ -175,7 +175,7 @@ def _emit(s: Situation, build: BuildPlan, *, recorded: bool) -> Decision:
         "lastRunBaseImageID": build.base_ami or "",
         "command": str(job["metadata"]["annotations"].get(ANNOTATION_COMMAND, "")),
         "failedJobCount": build.attempt,
-        "lastRebuild": s.spec.release.rebuild if s.rebuild_asked else s.previous.lastRebuild,
+        "lastRebuild": s.spec.release.rebuild if s.rebuild_asked else s.rebuild_honoured,
         "lastRun": s.previous.lastRun if same_job and s.previous.lastRun else format_timestamp(s.stamp),
         "lastRunMessage": f"Build {build.job_name} started ({attempt})",
         "state": State.JOB_CREATION.value,

@@ -159,10 +159,24 @@ class Situation:
         return check_base(self.current, base, rebuild.onBaseImageChange, age)
 
     @cached_property
+    def rebuild_honoured(self) -> str:
+        """status.lastRebuild: the spec.release.rebuild value a build was started for.
+
+        A build Job of this spec generation was started with the spec's value in place, so it honoured the
+        value: the status that recorded it may lag behind that Job (rule 8), and the value must not ask for a
+        second build when the first one's AMI arrives.
+        """
+        token = self.spec.release.rebuild
+        generation = self.world.meta.generation
+        if token and any(not j.validates and j.generation == generation for j in self.world.jobs):
+            return token
+        return self.previous.lastRebuild
+
+    @cached_property
     def rebuild_asked(self) -> bool:
         """A new spec.release.rebuild value: one build now, whatever the current AMI's age (docs/release.md)."""
         token = self.spec.release.rebuild
-        return bool(token) and token != self.previous.lastRebuild
+        return bool(token) and token != self.rebuild_honoured
 
     @cached_property
     def urgent(self) -> bool:

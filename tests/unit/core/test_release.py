@@ -3,6 +3,7 @@
 
 import copy
 import json
+from datetime import timedelta
 from typing import Any
 
 from app.core.decide import decide
@@ -11,11 +12,16 @@ from app.core.facts import AmiFacts
 from app.http.reconcile import world_of
 from app.main import _response
 from app.model.hooks import HookRequest
+from app.model.tags import Image
 from tests.builders import (
     T0,
     base_image,
+    build_pod,
+    managed_image,
     parent,
     request,
+    running,
+    succeeded,
 )
 from tests.seed import SEED_SPEC
 
@@ -54,3 +60,45 @@ def test_a_channel_that_holds_no_ami_yet_is_its_name_alone_in_the_status() -> No
     body, _ = sync(request(parent(raw)), AmiFacts(base_image=BASE), T0)
     assert body["status"]["channels"] == [{"name": "canary", "pinned": False}]
     assert empties(body["status"]) == []
+
+
+# -- the rebuild token ------------------------------------------------------------------------------------------
+
+
+def with_token(token: str | None) -> dict[str, Any]:
+    raw = copy.deepcopy(SEED_SPEC)
+    if token is not None:
+        raw["release"] = {"rebuild": token}
+    return raw
+
+
+def test_a_rebuild_token_is_honoured_once_when_the_status_lags_behind_its_build() -> None:
+    """Rule 8: the status that recorded the token may not have reached the next request; the token's build
+    (a build Job of the spec generation that carries the token) says it was honoured."""
+    current = managed_image("ami-0c0c0c0c0c0c0c0c1", T0 - timedelta(hours=1))
+    facts = AmiFacts(base_image=BASE, managed=(current,))
+    steady, _ = sync(request(parent(with_token(None))), facts, T0)
+    assert steady["status"]["state"] == "AMIAdopted"
+    before = steady["status"]
+
+    asked, _ = sync(request(parent(with_token(TOKEN), before, generation=2)), facts, T0)
+    assert asked["status"]["lastRebuild"] == TOKEN
+    (job,) = asked["children"]
+
+    # The request after it still carries the status from before the token.
+    lagging, _ = sync(request(parent(with_token(TOKEN), before, generation=2), [running(job, T0)]), facts, T0)
+    assert lagging["status"]["state"] == "JobRunning"
+    assert lagging["status"]["lastRebuild"] == TOKEN
+
+    # The build finished; the status still lags: its AMI is recorded, and nothing is built again.
+    finished_at = T0 + timedelta(minutes=30)
+    done = succeeded(job, T0, finished_at)
+    built = Image("ami-0c0c0c0c0c0c0c0c2", "available", finished_at, "opsy-built")
+    after = AmiFacts(base_image=BASE, managed=(current,), built=(built,))
+    pod = build_pod(done, f"us-west-2:{built.image_id}")
+    recorded, _ = sync(
+        request(parent(with_token(TOKEN), before, generation=2), [done], [pod]), after, finished_at
+    )
+    assert recorded["status"]["state"] == "AMICreated"
+    assert [c["metadata"]["name"] for c in recorded["children"]] == [job["metadata"]["name"]]
+    assert recorded["status"]["lastRebuild"] == TOKEN
