@@ -295,12 +295,20 @@ def left_empty(
 ) -> list[str]:
     """The parameters a revocation left with nothing to fall back to (deleted), while revoked AMIs of the builder
     exist in spec.region: the revoked AMIs stay until this is empty (retention keeps them), so the Revoked
-    condition that says why those parameters are gone stays with them."""
+    condition that says why those parameters are gone stays with them.
+
+    A channel counts only if a revoked AMI entered it: one still waiting for its first AMI (soaking in the
+    channel before) lost nothing to a revocation.
+    """
     if spec.publish is None or not any(region == spec.region for region, _ in revocation.revoked):
         return []
     empty = [spec.publish.ssmParameter] if unpublished else []
     held = {h.channel.name for h in channels.held}
-    return empty + [c.ssmParameter for c in spec.publish.channels if c.name not in held]
+    revoked = [i for i in revocation.views.get(spec.region, ()) if i.tags.get(STATUS) == REVOKED]
+    entered = {key for image in revoked for key in image.tags}
+    return empty + [
+        c.ssmParameter for c in spec.publish.channels if c.name not in held and channel_tag(c.name) in entered
+    ]
 
 
 def release_conditions(

@@ -6,14 +6,21 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from app.core.conditions import Wanted
 from app.core.decide import decide
 from app.core.decision import Decision
-from app.core.facts import AmiFacts
+from app.core.effects import Unpublish
+from app.core.facts import AmiFacts, RegionImages
+from app.core.lifecycle import Plan, plan
+from app.core.publishing import Published
 from app.http.reconcile import world_of
 from app.main import _response
 from app.model.hooks import HookRequest
-from app.model.tags import Image
+from app.model.spec import PackerBuilderSpec, parse_spec
+from app.model.tags import Image, Owner, format_timestamp
 from tests.builders import (
+    NAME,
+    NAMESPACE,
     T0,
     base_image,
     build_pod,
@@ -102,3 +109,81 @@ def test_a_rebuild_token_is_honoured_once_when_the_status_lags_behind_its_build(
     assert recorded["status"]["state"] == "AMICreated"
     assert [c["metadata"]["name"] for c in recorded["children"]] == [job["metadata"]["name"]]
     assert recorded["status"]["lastRebuild"] == TOKEN
+
+
+# -- Revoked: which parameters had nothing left -----------------------------------------------------------------
+
+HOME = "us-west-2"
+WEB, CANARY, STABLE = "/platform/ami/web", "/platform/ami/web-canary", "/platform/ami/web-stable"
+OLD, NEW = "ami-0000000000000000a", "ami-0000000000000000b"
+
+
+def channels_spec(**release: Any) -> PackerBuilderSpec:
+    raw = copy.deepcopy(SEED_SPEC)
+    raw["publish"] = {
+        "ssmParameter": WEB,
+        "channels": [
+            {"name": "canary", "ssmParameter": CANARY},
+            {"name": "stable", "ssmParameter": STABLE, "after": "1h"},
+        ],
+    }
+    raw["release"] = release
+    return parse_spec(raw)
+
+
+def planned(spec: PackerBuilderSpec, images: tuple[Image, ...], values: dict[str, str | None]) -> Plan:
+    owner = Owner.of(NAMESPACE, NAME, spec)
+    published = {(HOME, name): value for name, value in values.items()}
+    owners = {key: str(owner) for key, value in published.items() if value is not None}
+    regions = {HOME: RegionImages(managed=images)}
+    return plan(
+        None, {}, regions, Published(published, owners, "", str(owner)), spec, owner, T0, timedelta(hours=48)
+    )
+
+
+def revoked_condition(result: Plan) -> Wanted:
+    (found,) = [w for w in result.refusals if w.type == "Revoked"]
+    return found
+
+
+def test_a_channel_that_never_held_an_ami_is_not_said_to_have_lost_it_to_a_revocation() -> None:
+    """stable is still soaking: revoking an old AMI stable never held leaves it as it was, and the condition
+    does not say it was deleted."""
+    old = managed_image(OLD, T0 - timedelta(hours=5), status="deprecated", extra={"build-id": "b1"})
+    canary_entry = {
+        "build-id": "b2",
+        "ami.refresh.ops/channel/canary": format_timestamp(T0 - timedelta(minutes=5)),
+    }
+    new = managed_image(NEW, T0 - timedelta(minutes=5), extra=canary_entry)
+
+    result = planned(channels_spec(revoke=[OLD]), (old, new), {WEB: NEW, CANARY: NEW, STABLE: None})
+
+    condition = revoked_condition(result)
+    assert condition.reason == "Revoked"
+    assert STABLE not in condition.message
+    assert not [e for e in result.effects if isinstance(e, Unpublish)]
+
+
+def test_a_channel_whose_every_ami_is_revoked_is_said_to_have_nothing_to_fall_back_to() -> None:
+    stable_entry = {"ami.refresh.ops/channel/stable": format_timestamp(T0 - timedelta(hours=2))}
+    canary_entry = {"ami.refresh.ops/channel/canary": format_timestamp(T0 - timedelta(hours=4))}
+    old = managed_image(
+        OLD,
+        T0 - timedelta(hours=5),
+        status="deprecated",
+        extra={"build-id": "b1", **canary_entry, **stable_entry},
+    )
+    canary_entry = {
+        "build-id": "b2",
+        "ami.refresh.ops/channel/canary": format_timestamp(T0 - timedelta(minutes=5)),
+    }
+    new = managed_image(NEW, T0 - timedelta(minutes=5), extra=canary_entry)
+
+    result = planned(channels_spec(revoke=[OLD]), (old, new), {WEB: NEW, CANARY: NEW, STABLE: OLD})
+
+    condition = revoked_condition(result)
+    assert condition.reason == "NothingToFallBackTo"
+    assert STABLE in condition.message
+    assert WEB not in condition.message.replace(STABLE, "")
+    assert CANARY not in condition.message
+    assert Unpublish(HOME, STABLE, OLD) in result.effects
