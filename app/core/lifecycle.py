@@ -97,7 +97,8 @@ def plan(
     held = channels.images(views)
     main = [*current, *_fallbacks(current, views, published, spec, revocation.revoked)]
     unpublished = not any(region == spec.region for region, _ in main)
-    kept = needed(views, current, published.values)
+    # publish.ssmParameter's fallbacks are wanted like current AMIs: retention enables one it had disabled.
+    kept = needed(views, main, published.values)
     kept |= {(region, image.image_id) for images in held.values() for region, image in images}
     kept |= {(spec.region, image_id) for image_id in spec.release.pin.values()}
     # Revoked AMIs are disabled already; removed, they would take the Revoked condition that says why a

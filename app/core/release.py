@@ -15,6 +15,8 @@ from app.core import conditions as cond
 from app.core.conditions import Wanted
 from app.core.effects import Deprecate, Disable, Effect, TagImages
 from app.core.outcome import newest, primary_order
+from app.core.removal import State as RemovalState
+from app.core.removal import state_of
 from app.model.durations import parse_duration
 from app.model.release import Channel, ChannelStatus, Release
 from app.model.spec import PackerBuilderSpec
@@ -55,8 +57,11 @@ def build_of(image: Image) -> str:
 
 
 def launchable(image: Image) -> bool:
-    """An AMI a channel may hold: available, and neither revoked, rejected nor still being validated."""
-    return image.state == "available" and image.tags.get(STATUS) not in (REVOKED, REJECTED, VALIDATING)
+    """An AMI a channel may hold (or a parameter fall back to): neither revoked, rejected nor still being
+    validated, and available or disabled by retention: wanted again, retention enables it before anything
+    publishes it (app.core.removal). One disabled by someone else stays theirs."""
+    usable = image.state == "available" or state_of(image) is RemovalState.disabled
+    return usable and image.tags.get(STATUS) not in (REVOKED, REJECTED, VALIDATING)
 
 
 def active_since(image: Image) -> datetime:
@@ -270,8 +275,13 @@ def _pin_problem(image: Image | None, pin: str, home: str) -> str:
         return f"{pin} failed its validation"
     if status == VALIDATING:
         return f"{pin} has not passed its validation yet"
-    if image.state != "available":
-        return f"{pin} is {image.state}"
+    if not launchable(image):
+        by = (
+            " by someone else (the hook enables only what retention disabled)"
+            if image.state == "disabled"
+            else ""
+        )
+        return f"{pin} is {image.state}{by}"
     return ""
 
 

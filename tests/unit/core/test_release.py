@@ -9,7 +9,7 @@ from typing import Any
 from app.core.conditions import Wanted
 from app.core.decide import decide
 from app.core.decision import Decision
-from app.core.effects import Unpublish
+from app.core.effects import Enable, Publish, Unpublish
 from app.core.facts import AmiFacts, RegionImages
 from app.core.lifecycle import Plan, plan
 from app.core.publishing import Published
@@ -187,3 +187,70 @@ def test_a_channel_whose_every_ami_is_revoked_is_said_to_have_nothing_to_fall_ba
     assert WEB not in condition.message.replace(STABLE, "")
     assert CANARY not in condition.message
     assert Unpublish(HOME, STABLE, OLD) in result.effects
+
+
+# -- AMIs retention disabled: wanted again when a pin names them or a channel falls back to them -----------------
+
+DISABLED = {"disabled-at": format_timestamp(T0 - timedelta(minutes=30))}
+
+
+def test_a_pin_of_an_ami_retention_disabled_enables_it_and_holds_the_channel_on_it() -> None:
+    """The rollback pin's usual target: beyond keep, disabled with disableFor, waiting to be removed."""
+    entered = {"ami.refresh.ops/channel/stable": format_timestamp(T0 - timedelta(hours=3))}
+    old = managed_image(
+        OLD, T0 - timedelta(hours=5), "deprecated", state="disabled", extra={**DISABLED, **entered}
+    )
+    entered = {"ami.refresh.ops/channel/stable": format_timestamp(T0 - timedelta(hours=1))}
+    new = managed_image(
+        NEW,
+        T0 - timedelta(hours=2),
+        extra={"ami.refresh.ops/channel/canary": format_timestamp(T0 - timedelta(hours=2)), **entered},
+    )
+
+    result = planned(channels_spec(pin={"stable": OLD}), (old, new), {WEB: NEW, CANARY: NEW, STABLE: NEW})
+
+    assert result.channels.invalid == ()
+    assert [(s.name, s.imageID, s.pinned) for s in result.channels.statuses] == [
+        ("canary", NEW, False),
+        ("stable", OLD, True),
+    ]
+    enable = next(i for i, e in enumerate(result.effects) if isinstance(e, Enable) and e.image_id == OLD)
+    publish = next(
+        i for i, e in enumerate(result.effects) if isinstance(e, Publish) and e.parameter == STABLE
+    )
+    assert enable < publish
+    assert result.effects[publish] == Publish(HOME, STABLE, OLD)
+
+
+def test_a_channel_falls_back_to_an_ami_retention_disabled_and_enables_it() -> None:
+    canary = "ami.refresh.ops/channel/canary"
+    old = managed_image(
+        OLD,
+        T0 - timedelta(hours=5),
+        "deprecated",
+        state="disabled",
+        extra={**DISABLED, canary: format_timestamp(T0 - timedelta(hours=5))},
+    )
+    new = managed_image(
+        NEW, T0 - timedelta(hours=2), extra={canary: format_timestamp(T0 - timedelta(hours=2))}
+    )
+
+    result = planned(channels_spec(revoke=[NEW]), (old, new), {WEB: NEW, CANARY: NEW, STABLE: None})
+
+    assert result.channels.statuses[0].imageID == OLD
+    assert Enable(HOME, OLD, "needed again: it is current or published") in result.effects
+    assert Publish(HOME, CANARY, OLD) in result.effects
+    assert Publish(HOME, WEB, OLD) in result.effects
+
+
+def test_publish_ssm_parameter_falls_back_to_an_ami_retention_disabled_and_enables_it() -> None:
+    raw = copy.deepcopy(SEED_SPEC)
+    raw["publish"] = {"ssmParameter": WEB}
+    raw["release"] = {"revoke": [NEW]}
+    old = managed_image(OLD, T0 - timedelta(hours=5), "deprecated", state="disabled", extra=DISABLED)
+    new = managed_image(NEW, T0 - timedelta(hours=2))
+
+    result = planned(parse_spec(raw), (old, new), {WEB: NEW})
+
+    enable = result.effects.index(Enable(HOME, OLD, "needed again: it is current or published"))
+    assert result.effects.index(Publish(HOME, WEB, OLD)) > enable
