@@ -99,7 +99,7 @@ def plan(
     unpublished = not any(region == spec.region for region, _ in main)
     # publish.ssmParameter's fallbacks are wanted like current AMIs: retention enables one it had disabled.
     kept = needed(views, main, published.values)
-    kept |= {(region, image.image_id) for images in held.values() for region, image in images}
+    kept |= channels.kept(views)
     kept |= {(spec.region, image_id) for image_id in spec.release.pin.values()}
     # Revoked AMIs are disabled already; removed, they would take the Revoked condition that says why a
     # parameter is deleted with them, while it still is.

@@ -10,6 +10,7 @@ revoked AMI leaving a channel falls back, with no memory of its own, to the one 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 from app.core import conditions as cond
 from app.core.conditions import Wanted
@@ -172,6 +173,16 @@ class Channels:
     """Channel name -> the build it holds."""
     next_promotion: datetime | None = None
     """When the next AMI may enter a channel, as far as this sync knows (the hook looks again then)."""
+    soaking: frozenset[str] = frozenset()
+    """Builds that entered a channel and may still enter the next one: newer than what that one holds, and not
+    in the channel before it for `after` yet (even if that channel has moved on since)."""
+
+    def kept(self, views: Mapping[str, Sequence[Image]]) -> set[tuple[str, str]]:
+        """(region, AMI id) retention must leave alone: the held builds' and those still soaking, everywhere.
+        Without the soaking ones, `keep` would remove a build before it had its chance to enter the next
+        channel, and a rebuild cadence shorter than `after` would starve that channel."""
+        builds = {*self.builds.values(), *self.soaking}
+        return {(region, i.image_id) for region, view in views.items() for i in view if build_of(i) in builds}
 
     def images(self, views: Mapping[str, Sequence[Image]]) -> dict[str, list[tuple[str, Image]]]:
         """Channel name -> its AMIs in every region: the held build's launchable AMIs."""
@@ -250,15 +261,39 @@ def promote(
         else:
             statuses.append(ChannelStatus(name=channel.name))
         previous = channel
+    builds = {h.channel.name: h.build for h in held_all}
     return Channels(
         tuple(held_all),
         tuple(statuses),
         tuple(effects),
         tuple(promoted),
         tuple(invalid),
-        {h.channel.name: h.build for h in held_all},
+        builds,
         min(waits, default=None),
+        _soaking(channels, entries, builds, usable, now),
     )
+
+
+def _soaking(
+    channels: Sequence[Channel],
+    entries: Mapping[str, Mapping[str, datetime]],
+    holds: Mapping[str, str],
+    usable: Sequence[Image],
+    now: datetime,
+) -> frozenset[str]:
+    """The builds that may still enter a channel after the first: in the channel before for less than `after`
+    yet, and newer than the build the channel holds (it never moves back by promotion)."""
+    soaking: set[str] = set()
+    for previous, channel in pairwise(channels):
+        after = parse_duration(channel.after, allow_zero=True)
+        held = holds.get(channel.name)
+        floor = _primary(usable, held).created_at if held is not None else None
+        soaking |= {
+            build
+            for build, entered in entries[previous.name].items()
+            if now < entered + after and (floor is None or _primary(usable, build).created_at > floor)
+        }
+    return frozenset(soaking)
 
 
 def _primary(images: Sequence[Image], build: str) -> Image:

@@ -9,7 +9,7 @@ from typing import Any
 from app.core.conditions import Wanted
 from app.core.decide import decide
 from app.core.decision import Decision
-from app.core.effects import Enable, Publish, Unpublish
+from app.core.effects import Deregister, Enable, Publish, Unpublish
 from app.core.facts import AmiFacts, RegionImages
 from app.core.lifecycle import Plan, plan
 from app.core.publishing import Published
@@ -118,8 +118,10 @@ WEB, CANARY, STABLE = "/platform/ami/web", "/platform/ami/web-canary", "/platfor
 OLD, NEW = "ami-0000000000000000a", "ami-0000000000000000b"
 
 
-def channels_spec(**release: Any) -> PackerBuilderSpec:
+def channels_spec(retention: dict[str, Any] | None = None, **release: Any) -> PackerBuilderSpec:
     raw = copy.deepcopy(SEED_SPEC)
+    if retention is not None:
+        raw["retention"] = retention
     raw["publish"] = {
         "ssmParameter": WEB,
         "channels": [
@@ -254,3 +256,52 @@ def test_publish_ssm_parameter_falls_back_to_an_ami_retention_disabled_and_enabl
 
     enable = result.effects.index(Enable(HOME, OLD, "needed again: it is current or published"))
     assert result.effects.index(Publish(HOME, WEB, OLD)) > enable
+
+
+# -- retention and the builds still soaking for the next channel ----------------------------------------------
+
+OLDEST = "ami-00000000000000009"
+
+
+def test_retention_keeps_a_build_soaking_for_the_next_channel_and_nothing_older_than_what_it_holds() -> None:
+    """keep 1, stable `after` 1h: `soaking` left canary for `new` before its hour there, and stable holds
+    `held`, the build before it. `soaking` stays for stable; `oldest`, in no channel and older than what stable
+    holds, can never enter it and goes."""
+    canary, stable = "ami.refresh.ops/channel/canary", "ami.refresh.ops/channel/stable"
+    oldest = managed_image(
+        OLDEST,
+        T0 - timedelta(hours=6),
+        "deprecated",
+        extra={"build-id": "b0", canary: format_timestamp(T0 - timedelta(hours=6))},
+    )
+    held = managed_image(
+        "ami-00000000000000008",
+        T0 - timedelta(hours=4),
+        "deprecated",
+        extra={
+            "build-id": "b1",
+            canary: format_timestamp(T0 - timedelta(hours=4)),
+            stable: format_timestamp(T0 - timedelta(hours=3)),
+        },
+    )
+    soaking = managed_image(
+        OLD,
+        T0 - timedelta(minutes=50),
+        "deprecated",
+        extra={"build-id": "b2", canary: format_timestamp(T0 - timedelta(minutes=50))},
+    )
+    new = managed_image(
+        NEW,
+        T0 - timedelta(minutes=10),
+        extra={"build-id": "b3", canary: format_timestamp(T0 - timedelta(minutes=10))},
+    )
+    keep_one = channels_spec(retention={"keep": 1, "skipInUse": False})
+
+    result = planned(keep_one, (oldest, held, soaking, new), {WEB: NEW, CANARY: NEW, STABLE: held.image_id})
+
+    removed = {e.image_id for e in result.effects if isinstance(e, Deregister)}
+    assert removed == {OLDEST}
+    assert [(s.name, s.imageID) for s in result.channels.statuses] == [
+        ("canary", NEW),
+        ("stable", held.image_id),
+    ]
