@@ -218,6 +218,10 @@ def _both(*changes: Callable[[Spec], None]) -> Callable[[Spec], None]:
     return mutate
 
 
+def _publish(*channels: Spec) -> Spec:
+    return {"ssmParameter": "/p/web", "channels": list(channels)}
+
+
 INVALID: dict[str, Callable[[Spec], None]] = {
     "region missing": _set("region", _DELETE),
     "builder missing": _set("builder", _DELETE),
@@ -267,6 +271,21 @@ INVALID: dict[str, Callable[[Spec], None]] = {
     ),
     "bootCheck subnet not a subnet id": _set("validation", {"bootCheck": {"subnetID": "subnet-12"}}),
     "bootCheck without a subnet": _set("validation", {"bootCheck": {"instanceType": "t3.small"}}),
+    "channel name upper case": _set("publish", _publish({"name": "Canary", "ssmParameter": "/p/web-canary"})),
+    "channel without ssmParameter": _set("publish", _publish({"name": "canary"})),
+    "channel parameter with a space": _set("publish", _publish({"name": "canary", "ssmParameter": "/p/a b"})),
+    "channel after without unit": _set(
+        "publish", _publish({"name": "canary", "ssmParameter": "/p/web-canary", "after": "72"})
+    ),
+    "eleven channels": _set(
+        "publish", _publish(*({"name": f"c{n}", "ssmParameter": f"/p/web-{n}"} for n in range(11)))
+    ),
+    "pin not an AMI id": _set("release", {"pin": {"stable": "ami-xyz"}}),
+    "revoke not an AMI id": _set("release", {"revoke": ["i-0123456789abcdef0"]}),
+    "revokeBase not an AMI id": _set("release", {"revokeBase": ["ami-0123456789ABCDEF0"]}),
+    "revoke over 100 AMIs": _set("release", {"revoke": [f"ami-{n:08x}" for n in range(101)]}),
+    "rebuild token over 253 characters": _set("release", {"rebuild": "r" * 254}),
+    "rebuild token not a string": _set("release", {"rebuild": 2}),
 }
 
 
@@ -301,6 +320,13 @@ HOOK_ONLY: dict[str, Callable[[Spec], None]] = {
     ),
     "bootCheck ssmCommands without instanceProfile": _set(
         "validation", {"bootCheck": {"subnetID": "subnet-0123456789abcdef0", "ssmCommands": ["true"]}}
+    ),
+    "two channels with one name": _set(
+        "publish",
+        _publish({"name": "canary", "ssmParameter": "/p/a"}, {"name": "canary", "ssmParameter": "/p/b"}),
+    ),
+    "a channel on publish.ssmParameter": _set(
+        "publish", _publish({"name": "canary", "ssmParameter": "/p/web"})
     ),
 }
 
