@@ -248,3 +248,14 @@ def fail_each_build(
 def tagging(decision: Decision) -> list[TagImages]:
     """The tagging effects of a decision, in order."""
     return [effect for effect in decision.effects if isinstance(effect, TagImages)]
+
+
+def empties(value: Any, path: str = "status") -> list[str]:
+    """The paths where a value is null or an empty string, list or map (rule 6): none in anything emitted."""
+    if value is None or value in ("", [], {}):
+        return [path]
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in empties(item, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [p for n, item in enumerate(value) for p in empties(item, f"{path}[{n}]")]
+    return []

@@ -24,6 +24,7 @@ from tests.builders import (
     T0,
     base_image,
     build_pod,
+    empties,
     managed_image,
     parent,
     request,
@@ -42,19 +43,6 @@ def sync(req: dict[str, Any], facts: AmiFacts, now: Any) -> tuple[dict[str, Any]
 
 
 # -- status: rule 6 at every depth ------------------------------------------------------------------------------
-
-
-def empties(value: Any, path: str = "status") -> list[str]:
-    """Where a value is null or an empty string, list or map (rule 6)."""
-    if isinstance(value, dict):
-        return [p for key, item in value.items() for p in empties(item, f"{path}.{key}")] or (
-            [] if value else [path]
-        )
-    if isinstance(value, list):
-        return [p for n, item in enumerate(value) for p in empties(item, f"{path}[{n}]")] or (
-            [] if value else [path]
-        )
-    return [path] if value is None or value == "" else []
 
 
 def test_a_channel_that_holds_no_ami_yet_is_its_name_alone_in_the_status() -> None:
