@@ -60,7 +60,7 @@ class ChannelStatus(Model):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    name: str
+    name: str = Field(min_length=1)  # as ImageRef's region: never read back, nor written, empty
     imageID: str = Field(default="", description="The channel's AMI in spec.region (x86_64 first).")
     enteredAt: str = Field(default="", description="When that AMI entered the channel.")
     pinned: bool = False

@@ -377,9 +377,11 @@ class JobStatus(StrEnum):
 class ImageRef(Model):
     """One current AMI of the builder."""
 
-    region: str
+    # Never empty: a recorded item without them (a hand-edited status) is not read back, so it is never
+    # written back without them either (empty values are left out of what is written, rule 6).
+    region: str = Field(min_length=1)
     architecture: str = ""
-    imageID: str
+    imageID: str = Field(min_length=1)
 
 
 class PackerBuilderStatus(Model):

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from app.core.conditions import Wanted
-from app.core.decide import decide
+from app.core.decide import decide, decide_finalize
 from app.core.decision import Decision
 from app.core.effects import Deregister, Enable, Publish, Unpublish
 from app.core.facts import AmiFacts, RegionImages
@@ -55,6 +55,23 @@ def test_a_channel_that_holds_no_ami_yet_is_its_name_alone_in_the_status() -> No
     body, _ = sync(request(parent(raw)), AmiFacts(base_image=BASE), T0)
     assert body["status"]["channels"] == [{"name": "canary", "pinned": False}]
     assert empties(body["status"]) == []
+
+
+def test_a_recorded_status_item_without_its_identity_is_not_written_back_without_it() -> None:
+    """A hand-edited status: a channel without a name, a current AMI without a region. Read back as they are,
+    rule 6 would write them without the very fields the CRD requires."""
+    recorded = {
+        "channels": [{"name": "", "imageID": "", "pinned": True}],
+        "images": [{"region": "", "architecture": "x86_64", "imageID": "ami-0c0c0c0c0c0c0c0c1"}],
+        "state": "AMICreated",
+    }
+    body = request(parent(status=recorded))
+    body["finalizing"] = True
+    decision = decide_finalize(world_of(HookRequest.model_validate(body)), AmiFacts(), T0)
+    status = json.loads(json.dumps(_response(decision)))["status"]
+    assert all(c.get("name") for c in status.get("channels", []))
+    assert all(i.get("region") and i.get("imageID") for i in status.get("images", []))
+    assert empties(status) == []
 
 
 # -- the rebuild token ------------------------------------------------------------------------------------------
