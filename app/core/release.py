@@ -27,6 +27,7 @@ from app.model.tags import (
     BASE_AMI,
     BUILD_ID,
     CREATE_TIMESTAMP,
+    DEPRECATED,
     REJECTED,
     REVOKED,
     STATUS,
@@ -326,11 +327,13 @@ def _eligible(
     usable: Sequence[Image],
     entries: Mapping[str, Mapping[str, datetime]],
 ) -> list[tuple[datetime, Image]]:
-    """The AMIs that may enter `channel`, each with the moment it may: the first channel's once they have been
-    active for `after`, a later channel's once they have been in the channel before for `after`."""
+    """The AMIs that may enter `channel`, each with the moment it may: the first channel's once they became
+    active `after` ago (even if a newer one has replaced them since: a rebuild cadence shorter than `after`
+    must not starve the first channel either), a later channel's once they have been in the channel before
+    for `after`."""
     after = parse_duration(channel.after, allow_zero=True)
     if previous is None:
-        return [(active_since(i) + after, i) for i in usable if i.tags.get(STATUS) == ACTIVE]
+        return [(active_since(i) + after, i) for i in usable if i.tags.get(STATUS) in (ACTIVE, DEPRECATED)]
     before = entries[previous.name]
     return [(before[build_of(i)] + after, i) for i in usable if build_of(i) in before]
 

@@ -287,3 +287,12 @@ def test_the_hook_looks_again_when_the_next_ami_has_soaked() -> None:
         ).next_promotion
         is None
     )
+
+
+def test_a_cadence_shorter_than_the_first_channels_soak_never_starves_it() -> None:
+    """canary after 36h, a build a day: each AMI is replaced before it has been active 36 h, and canary still
+    takes each one 36 h after it became active."""
+    slow = (Channel(name="canary", ssmParameter="/platform/ami/web/canary", after="36h"), STABLE)
+    images = [ami(1, T0, "deprecated"), ami(2, T0 + 24 * HOUR, "deprecated"), ami(3, T0 + 48 * HOUR)]
+    channels = promote(slow, {}, images, HOME, T0 + 61 * HOUR)
+    assert entered(channels.effects) == {"canary": [images[1].image_id]}
