@@ -211,15 +211,7 @@ def promote(
     ]
     usable = [i for i in home_view if launchable(i)]
     by_id = {i.image_id: i for i in home_view}
-    entries: dict[str, dict[str, datetime]] = {}  # channel -> build -> entry time, this sync's included
-    for channel in channels:
-        tag = channel_tag(channel.name)
-        entries[channel.name] = {}
-        for image in usable:
-            at = _time(image.tags.get(tag, ""))
-            if at is not None:
-                known = entries[channel.name].get(build_of(image))
-                entries[channel.name][build_of(image)] = at if known is None else max(known, at)
+    entries = _entries(channels, usable)  # this sync's promotions are added as they happen
     held_all: list[Held] = []
     statuses: list[ChannelStatus] = []
     effects: list[Effect] = []
@@ -273,6 +265,21 @@ def promote(
         min(waits, default=None),
         _soaking(channels, entries, builds, usable, now),
     )
+
+
+def _entries(channels: Sequence[Channel], usable: Sequence[Image]) -> dict[str, dict[str, datetime]]:
+    """Channel -> build -> when it entered the channel, from the AMIs' entry tags (the latest, should the build's
+    AMIs disagree)."""
+    entries: dict[str, dict[str, datetime]] = {}
+    for channel in channels:
+        tag = channel_tag(channel.name)
+        entries[channel.name] = {}
+        for image in usable:
+            at = _time(image.tags.get(tag, ""))
+            if at is not None:
+                known = entries[channel.name].get(build_of(image))
+                entries[channel.name][build_of(image)] = at if known is None else max(known, at)
+    return entries
 
 
 def _soaking(
